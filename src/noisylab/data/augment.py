@@ -1,0 +1,49 @@
+"""Batched augmentation on the training device: uint8 batches in, normalised float batches out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class BatchAugment(nn.Module):
+    """Random crop with zero padding and horizontal flip for a whole batch at once, then normalisation.
+
+    Replaces per-sample PIL transforms: one gather per batch on whatever device the batch is on.
+    `train=False` (validation, test, OOD) only scales and normalises.
+    """
+
+    def __init__(
+        self, mean: Sequence[float], std: Sequence[float], crop_padding: int = 0, flip: bool = False
+    ) -> None:
+        super().__init__()
+        if crop_padding < 0:
+            raise ValueError(f"data.augment.crop_padding must be >= 0, got {crop_padding}")
+        self.crop_padding = int(crop_padding)
+        self.flip = bool(flip)
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1), False)
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1), False)
+
+    def forward(self, images: torch.Tensor, train: bool) -> torch.Tensor:
+        x = images.float().div_(255.0)
+        if train:
+            if self.crop_padding:
+                x = self._random_crop(x)
+            if self.flip:
+                flipped = torch.rand(x.shape[0], device=x.device) < 0.5
+                x = torch.where(flipped.view(-1, 1, 1, 1), x.flip(3), x)
+        mean, std = self.mean.to(x.device), self.std.to(x.device)
+        return (x - mean) / std
+
+    def _random_crop(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        p = self.crop_padding
+        padded = F.pad(x, (p, p, p, p))
+        dy = torch.randint(0, 2 * p + 1, (n, 1, 1, 1), device=x.device)
+        dx = torch.randint(0, 2 * p + 1, (n, 1, 1, 1), device=x.device)
+        rows = (dy + torch.arange(h, device=x.device).view(1, 1, h, 1)).expand(n, c, h, w + 2 * p)
+        cols = (dx + torch.arange(w, device=x.device).view(1, 1, 1, w)).expand(n, c, h, w)
+        return padded.gather(2, rows).gather(3, cols)

@@ -1,0 +1,168 @@
+"""NoisyLabelDataModule: source -> held-out classes -> noise -> splits -> batched loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from noisylab.data.augment import BatchAugment
+from noisylab.data.dataset import IndexedTensorDataset, keep_batch
+from noisylab.data.ood import HeldOutClasses
+from noisylab.data.source import ImageSource
+from noisylab.noise.base import NoiseModel
+from noisylab.noise.labels import NoisyLabels
+
+
+class NoisyLabelDataModule(L.LightningDataModule):
+    """Training data with noisy labels, a validation split, the test set and OOD sets.
+
+    `build()` does all the work eagerly and identically on every process (the noise is a pure
+    function of config and seed), so the model can be sized from `num_classes`/`image_shape` and
+    errors surface before training. Batches are (uint8 images, label, index, clean label); images
+    are converted, augmented and normalised on the device in `on_after_batch_transfer`.
+
+    Args:
+        source: called with (root, **source_kwargs) it returns an ImageSource.
+        noise: the noise model applied to the training labels.
+        asymmetric_map: the dataset's conventional class confusion map (read by `noise=asymmetric`).
+        val_size: samples split off the noisy training set for validation (fraction if < 1).
+        clean_val: validate on the clean labels of that split instead (an oracle setting; off by default).
+        ood: named OOD specs; `holdout` (HeldOutClasses) removes classes from training.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        source: Callable[..., ImageSource],
+        root: str,
+        noise: NoiseModel,
+        source_kwargs: Mapping[str, Any] | None = None,
+        batch_size: int = 128,
+        eval_batch_size: int = 512,
+        val_size: float = 0.1,
+        clean_val: bool = False,
+        split_seed: int = 0,
+        augment: Mapping[str, Any] | None = None,
+        asymmetric_map: Mapping[int, int] | None = None,
+        ood: Mapping[str, HeldOutClasses] | None = None,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ValueError("data.batch_size and data.eval_batch_size must be >= 1")
+        if val_size < 0:
+            raise ValueError(f"data.val_size must be >= 0, got {val_size}")
+        self.name = name
+        self.source_fn = source
+        self.source_kwargs = dict(source_kwargs or {})
+        self.root = Path(root).expanduser()
+        self.noise = noise
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size)
+        self.val_size = val_size
+        self.clean_val = bool(clean_val)
+        self.split_seed = int(split_seed)
+        self.augment_kwargs = dict(augment or {})
+        self.asymmetric_map = asymmetric_map
+        self.ood_specs = dict(ood or {})
+        self.num_workers = int(num_workers)
+        self.labels: NoisyLabels | None = None
+        self.augment: BatchAugment | None = None
+
+    # ------------------------------------------------------------------ building
+    def build(self) -> NoisyLabels:
+        """Load, hold out OOD classes, apply noise and split. Idempotent."""
+        if self.labels is not None:
+            return self.labels
+        source = self.source_fn(root=self.root, **self.source_kwargs)
+        self.class_names = source.class_names
+        self.image_shape = source.image_shape
+        self.augment = BatchAugment(source.mean, source.std, **self.augment_kwargs)
+
+        holdout = self.ood_specs.get("holdout")
+        held = holdout.choose(source.num_classes) if holdout is not None else np.zeros(0, dtype=np.int64)
+        class_ids = np.setdiff1d(np.arange(source.num_classes), held)
+        to_contiguous = np.full(source.num_classes, -1, dtype=np.int64)
+        to_contiguous[class_ids] = np.arange(len(class_ids))
+
+        keep = np.isin(source.train_labels, class_ids)
+        train_images = source.train_images[keep]
+        clean = to_contiguous[source.train_labels[keep]]
+        noisy = np.asarray(self.noise(clean, train_images, class_ids), dtype=np.int64)
+        if noisy.shape != clean.shape or noisy.min(initial=0) < 0 or noisy.max(initial=0) >= len(class_ids):
+            raise ValueError(f"noise model {self.noise!r} returned invalid labels")
+        self.labels = NoisyLabels(noisy=noisy, clean=clean, num_classes=len(class_ids), class_ids=class_ids)
+
+        train_idx, val_idx = self._split(len(clean))
+        images = torch.from_numpy(train_images)
+        noisy_t, clean_t = torch.from_numpy(noisy), torch.from_numpy(clean)
+        val_labels = clean_t if self.clean_val else noisy_t
+        self.train_set = IndexedTensorDataset(images[train_idx], noisy_t[train_idx], clean_t[train_idx],
+                                              torch.from_numpy(train_idx))
+        self.val_set = IndexedTensorDataset(images[val_idx], val_labels[val_idx], clean_t[val_idx],
+                                            torch.from_numpy(val_idx))
+
+        test_in = np.isin(source.test_labels, class_ids)
+        test_labels = torch.from_numpy(to_contiguous[source.test_labels[test_in]])
+        self.test_sets = {"test": IndexedTensorDataset(torch.from_numpy(source.test_images[test_in]),
+                                                       test_labels, test_labels)}
+        if len(held):
+            ood_images = torch.from_numpy(source.test_images[~test_in])
+            unknown = torch.full((len(ood_images),), -1, dtype=torch.long)
+            self.test_sets[f"ood/{HeldOutClasses.name}"] = IndexedTensorDataset(ood_images, unknown, unknown)
+        # The training split, un-augmented, for noise-detection and drainage metrics after training.
+        self.test_sets["train"] = IndexedTensorDataset(images[train_idx], noisy_t[train_idx], clean_t[train_idx],
+                                                       torch.from_numpy(train_idx))
+        return self.labels
+
+    def _split(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        n_val = int(round(self.val_size * n)) if self.val_size < 1 else int(self.val_size)
+        if n_val >= n:
+            raise ValueError(
+                f"data.val_size={self.val_size} asks for {n_val} validation samples but the training set has "
+                f"only {n}; use a fraction below 1 or a smaller count"
+            )
+        if n_val == 0:
+            raise ValueError("data.val_size gives an empty validation split; model selection needs one")
+        order = np.random.default_rng(self.split_seed).permutation(n)
+        return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+    # ------------------------------------------------------------------ facts for the model
+    @property
+    def num_classes(self) -> int:
+        assert self.labels is not None, "call build() first"
+        return self.labels.num_classes
+
+    @property
+    def test_set_names(self) -> list[str]:
+        return list(self.test_sets)
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def setup(self, stage: str | None = None) -> None:
+        self.build()
+
+    def _loader(self, dataset: IndexedTensorDataset, batch_size: int, shuffle: bool) -> DataLoader:
+        drop_last = shuffle and len(dataset) % batch_size == 1  # a batch of one breaks BatchNorm
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                          collate_fn=keep_batch, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [self._loader(d, self.eval_batch_size, shuffle=False) for d in self.test_sets.values()]
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        images, *rest = batch
+        training = self.trainer is not None and self.trainer.training
+        return (self.augment(images, train=training), *rest)

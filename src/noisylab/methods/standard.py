@@ -1,0 +1,119 @@
+"""The standard method: one network trained with the configured loss."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from noisylab.methods.evaluation import TestSetEvaluator
+from noisylab.models.classifier import Classifier
+from noisylab.models.heads import LinearHead
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN/inf loss; the checkpoints written so far are kept untouched."""
+
+
+class StandardMethod(L.LightningModule):
+    """Backbone + head trained with `criterion` on the noisy labels.
+
+    Args:
+        backbone, head, criterion: from the model and loss configs.
+        optimizer: a partial optimizer (torch.optim class with its settings), called with parameter groups.
+        scheduler: a partial LR scheduler, stepped once per epoch.
+        l1: L1 penalty on the weights (the drainage reference's `delta`); BatchNorm and bias parameters are
+            exempt unless `decay_norm_and_bias` is set, like weight decay.
+        decay_norm_and_bias: apply weight decay / L1 to BatchNorm and bias parameters too (as the
+            reference code does); off by default.
+        run_config: the run's resolved config as a plain dict, stored in checkpoints for reproducibility.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: LinearHead,
+        criterion: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        l1: float = 0.0,
+        decay_norm_and_bias: bool = False,
+        run_config: dict | None = None,
+    ) -> None:
+        super().__init__()
+        if l1 < 0:
+            raise ValueError(f"loss.l1 must be >= 0, got {l1}")
+        self.save_hyperparameters(ignore=["backbone", "head", "criterion", "optimizer", "scheduler"])
+        self.net = Classifier(backbone, head)
+        self.head = head
+        self.criterion = criterion
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        k = head.num_classes
+        self.train_acc = MulticlassAccuracy(num_classes=k, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes=k, average="micro")
+        self.evaluator = TestSetEvaluator()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    # ------------------------------------------------------------------ training
+    def _split_params(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(regularised, exempt): weights of conv/linear layers vs BatchNorm and bias parameters."""
+        regularised, exempt = [], []
+        for p in self.net.parameters():
+            if not p.requires_grad:
+                continue
+            (regularised if p.ndim > 1 or self.hparams.decay_norm_and_bias else exempt).append(p)
+        return regularised, exempt
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        x, y, _, _ = batch
+        outputs = self(x)
+        loss = self.criterion(outputs, y)
+        if self.hparams.l1:
+            loss = loss + self.hparams.l1 * sum(p.abs().sum() for p in self._split_params()[0])
+        if self.trainer.strategy.reduce_boolean_decision(not torch.isfinite(loss).item(), all=False):
+            raise NonFiniteLossError(
+                f"non-finite training loss at epoch {self.current_epoch}, step {self.global_step}; training "
+                "stopped and the checkpoints written so far are kept. Lower optim.lr, enable "
+                "trainer.gradient_clip_val, or use trainer.precision=32-true."
+            )
+        self.train_acc(self.head.class_logits(outputs).detach(), y)
+        self.log("train/loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        x, y, _, _ = batch
+        outputs = self(x)
+        self.val_acc(self.head.class_logits(outputs), y)
+        self.log("val/loss", self.criterion(outputs, y), on_epoch=True, sync_dist=True)
+        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
+
+    # ------------------------------------------------------------------ testing
+    def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> None:
+        x, y, index, clean = batch
+        name = self.trainer.datamodule.test_set_names[dataloader_idx]
+        self.evaluator.add(name, self(x), y, index, clean)
+
+    def on_test_epoch_end(self) -> None:
+        metrics = self.evaluator.compute(self, self.head, self.trainer.datamodule.test_set_names)
+        for name, value in metrics.items():
+            self.log(name, value, sync_dist=False)  # already gathered from every rank
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> dict[str, Any]:
+        regularised, exempt = self._split_params()
+        groups = [{"params": regularised}]
+        if exempt:
+            groups.append({"params": exempt, "weight_decay": 0.0})
+        optimizer = self.optimizer_factory(groups)
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"}}

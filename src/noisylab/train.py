@@ -1,0 +1,113 @@
+"""Build data, model and trainer from a Hydra config, train, test and write the run's results."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from noisylab.data import NoisyLabelDataModule
+from noisylab.report_table import print_metrics
+from noisylab.run_folder import checkpoint_to_resume, record_noisy_labels
+
+log = logging.getLogger(__name__)
+
+
+def build_datamodule(cfg: DictConfig) -> NoisyLabelDataModule:
+    """The datamodule with its noise model and OOD sets, built (errors surface here, before training)."""
+    ood = {name: instantiate(spec) for name, spec in (cfg.get("ood") or {}).items()}
+    datamodule = instantiate(cfg.data, noise=instantiate(cfg.noise), ood=ood, _recursive_=True)
+    datamodule.build()
+    return datamodule
+
+
+def build_method(cfg: DictConfig, datamodule: NoisyLabelDataModule) -> L.LightningModule:
+    """Backbone sized from the data, head from the loss config, wrapped in the configured method."""
+    channels, size, _ = datamodule.image_shape
+    backbone = instantiate(cfg.model, in_channels=channels, image_size=size)
+    head = instantiate(cfg.loss.head, in_features=backbone.out_features, num_classes=datamodule.num_classes)
+    # Not recursive: run_config holds _target_ keys that must stay plain data in the checkpoint.
+    return instantiate(
+        cfg.method,
+        _recursive_=False,
+        _convert_="all",
+        backbone=backbone,
+        head=head,
+        criterion=instantiate(cfg.loss.criterion),
+        optimizer=instantiate(cfg.optim),
+        scheduler=instantiate(cfg.sched),
+        l1=cfg.loss.get("l1", 0.0),
+        run_config=OmegaConf.to_container(cfg, resolve=True),
+    )
+
+
+def build_trainer(cfg: DictConfig) -> L.Trainer:
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+
+def _checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
+    return next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+
+
+def _test_checkpoint(cfg: DictConfig, trainer: L.Trainer) -> str | None:
+    """best (by val/acc, the default), last, or None for the weights in memory."""
+    checkpoint = _checkpoint_callback(trainer)
+    if cfg.test_on == "best" and checkpoint is not None and checkpoint.best_model_path:
+        return checkpoint.best_model_path
+    if cfg.test_on == "last" and checkpoint is not None and checkpoint.last_model_path:
+        return checkpoint.last_model_path
+    return None
+
+
+def _run_summary(trainer: L.Trainer, tested: str | None, datamodule: NoisyLabelDataModule) -> dict[str, Any]:
+    summary: dict[str, Any] = {"noise/realised_rate": datamodule.labels.rate, "epochs": trainer.current_epoch}
+    checkpoint = _checkpoint_callback(trainer)
+    if checkpoint is not None and checkpoint.best_model_path:
+        best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+        summary["best_epoch"] = int(best["epoch"])
+        summary["val/best_acc"] = float(checkpoint.best_model_score)
+    summary["tested_checkpoint"] = tested
+    return summary
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train and test as configured; returns (and writes to metrics.json) the final metrics."""
+    if cfg.test_on not in ("best", "last", "none"):
+        raise ValueError(f"test_on must be best, last or none, got {cfg.test_on!r}")
+    output_dir = Path(cfg.paths.output_dir)
+    resume_from = checkpoint_to_resume(cfg.ckpt_path, cfg.resume, output_dir)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    datamodule = build_datamodule(cfg)
+    labels = datamodule.labels
+    log.info("noise: %s, realised rate %.4f on %d training samples", datamodule.noise, labels.rate,
+             len(labels.noisy))
+    if rank_zero_only.rank == 0:
+        record_noisy_labels(labels, output_dir / "noisy_labels.npz")
+
+    method = build_method(cfg, datamodule)
+    trainer = build_trainer(cfg)
+    trainer.fit(method, datamodule=datamodule, ckpt_path=resume_from)
+
+    metrics: dict[str, Any] = {}
+    tested = None
+    if cfg.test_on != "none":
+        tested = _test_checkpoint(cfg, trainer)
+        results = trainer.test(method, datamodule=datamodule, ckpt_path=tested, verbose=False)
+        for per_loader in results:
+            metrics.update(per_loader)
+    metrics.update(_run_summary(trainer, tested, datamodule))
+    if trainer.is_global_zero:
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        print_metrics(metrics, title=f"noisylab results ({output_dir})")
+    return metrics

@@ -1,0 +1,1 @@
+"""Small helpers that glue Hydra and Lightning together."""

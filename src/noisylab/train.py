@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from noisylab.data import NoisyLabelDataModule
 from noisylab.report_table import print_metrics
 from noisylab.run_folder import checkpoint_to_resume, record_noisy_labels
+from noisylab.utils.ddp import release_distributed
 
 log = logging.getLogger(__name__)
 
@@ -97,15 +98,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     method = build_method(cfg, datamodule)
     trainer = build_trainer(cfg)
-    trainer.fit(method, datamodule=datamodule, ckpt_path=resume_from)
-
     metrics: dict[str, Any] = {}
     tested = None
-    if cfg.test_on != "none":
-        tested = _test_checkpoint(cfg, trainer)
-        results = trainer.test(method, datamodule=datamodule, ckpt_path=tested, verbose=False)
-        for per_loader in results:
-            metrics.update(per_loader)
+    try:
+        trainer.fit(method, datamodule=datamodule, ckpt_path=resume_from)
+        if cfg.test_on != "none":
+            tested = _test_checkpoint(cfg, trainer)
+            for per_loader in trainer.test(method, datamodule=datamodule, ckpt_path=tested, verbose=False):
+                metrics.update(per_loader)
+    finally:
+        release_distributed(trainer.strategy)
     metrics.update(_run_summary(trainer, tested, datamodule))
     if trainer.is_global_zero:
         (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from torch.utils.data import DataLoader
 from noisylab.data.augment import BatchAugment
 from noisylab.data.dataset import IndexedTensorDataset, keep_batch
 from noisylab.data.ood import HeldOutClasses
+from noisylab.data.sampler import EpochPermutationSampler
 from noisylab.data.source import ImageSource
 from noisylab.noise.base import NoiseModel
 from noisylab.noise.labels import NoisyLabels
@@ -28,11 +30,13 @@ class NoisyLabelDataModule(L.LightningDataModule):
     are converted, augmented and normalised on the device in `on_after_batch_transfer`.
 
     Args:
-        source: called with (root, **source_kwargs) it returns an ImageSource.
+        source: called with (root, download, **source_kwargs) it returns an ImageSource.
+        download: let the source fetch missing files (torchvision's downloaders; needs network).
         noise: the noise model applied to the training labels.
         asymmetric_map: the dataset's conventional class confusion map (read by `noise=asymmetric`).
         val_size: samples split off the noisy training set for validation (fraction if < 1).
         clean_val: validate on the clean labels of that split instead (an oracle setting; off by default).
+        split_seed, shuffle_seed: seed the validation split and the per-epoch shuffling.
         ood: named OOD specs; `holdout` (HeldOutClasses) removes classes from training.
     """
 
@@ -42,12 +46,14 @@ class NoisyLabelDataModule(L.LightningDataModule):
         source: Callable[..., ImageSource],
         root: str,
         noise: NoiseModel,
+        download: bool = False,
         source_kwargs: Mapping[str, Any] | None = None,
         batch_size: int = 128,
         eval_batch_size: int = 512,
         val_size: float = 0.1,
         clean_val: bool = False,
         split_seed: int = 0,
+        shuffle_seed: int = 0,
         augment: Mapping[str, Any] | None = None,
         asymmetric_map: Mapping[int, int] | None = None,
         ood: Mapping[str, HeldOutClasses] | None = None,
@@ -60,6 +66,7 @@ class NoisyLabelDataModule(L.LightningDataModule):
             raise ValueError(f"data.val_size must be >= 0, got {val_size}")
         self.name = name
         self.source_fn = source
+        self.download = bool(download)
         self.source_kwargs = dict(source_kwargs or {})
         self.root = Path(root).expanduser()
         self.noise = noise
@@ -68,6 +75,7 @@ class NoisyLabelDataModule(L.LightningDataModule):
         self.val_size = val_size
         self.clean_val = bool(clean_val)
         self.split_seed = int(split_seed)
+        self.shuffle_seed = int(shuffle_seed)
         self.augment_kwargs = dict(augment or {})
         self.asymmetric_map = asymmetric_map
         self.ood_specs = dict(ood or {})
@@ -80,7 +88,7 @@ class NoisyLabelDataModule(L.LightningDataModule):
         """Load, hold out OOD classes, apply noise and split. Idempotent."""
         if self.labels is not None:
             return self.labels
-        source = self.source_fn(root=self.root, **self.source_kwargs)
+        source = self.source_fn(root=self.root, download=self.download, **self.source_kwargs)
         self.class_names = source.class_names
         self.image_shape = source.image_shape
         self.augment = BatchAugment(source.mean, source.std, **self.augment_kwargs)
@@ -146,12 +154,29 @@ class NoisyLabelDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------ Lightning hooks
     def setup(self, stage: str | None = None) -> None:
         self.build()
+        self._check_same_labels_on_every_rank()
+
+    def _check_same_labels_on_every_rank(self) -> None:
+        """Noise is a pure function of config and seed; this makes sure no rank saw other data or labels."""
+        if self.trainer is None or self.trainer.world_size == 1:
+            return
+        assert self.labels is not None
+        digest = hashlib.sha256(self.labels.noisy.tobytes() + self.labels.clean.tobytes()).hexdigest()
+        if self.trainer.strategy.broadcast(digest, src=0) != digest:
+            raise RuntimeError(
+                f"rank {self.trainer.global_rank} built different noisy labels than rank 0; every process must "
+                "see the same data and config (check data.root and environment variables on all nodes)"
+            )
 
     def _loader(self, dataset: IndexedTensorDataset, batch_size: int, shuffle: bool) -> DataLoader:
         drop_last = shuffle and len(dataset) % batch_size == 1  # a batch of one breaks BatchNorm
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+        sampler = EpochPermutationSampler(len(dataset), self.shuffle_seed, self._epoch) if shuffle else None
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
                           collate_fn=keep_batch, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
+
+    def _epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, self.batch_size, shuffle=True)

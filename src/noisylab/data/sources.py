@@ -18,8 +18,10 @@ from noisylab.data.source import ImageSource
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
-def load_digits(root: str | Path | None = None, test_fraction: float = 0.2, split_seed: int = 0) -> ImageSource:
-    """scikit-learn's 8x8 digits (1797 images, ships with scikit-learn: works offline).
+def load_digits(root: str | Path | None = None, download: bool = False, test_fraction: float = 0.2,
+                split_seed: int = 0) -> ImageSource:
+    """scikit-learn's 8x8 digits (1797 images, ships with scikit-learn: works offline; `root` and
+    `download` are accepted for a uniform interface and not needed).
 
     The dataset has no official test split; a fixed stratified split (`split_seed`) makes one, so the
     test set is the same in every run.

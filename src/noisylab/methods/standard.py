@@ -104,7 +104,7 @@ class StandardMethod(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         metrics = self.evaluator.compute(self, self.head, self.trainer.datamodule.test_set_names)
         for name, value in metrics.items():
-            self.log(name, value, sync_dist=False)  # already gathered from every rank
+            self.log(name, value, sync_dist=True)  # identical on every rank (gathered); averaging keeps it
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:

@@ -47,15 +47,41 @@ class _HydraJobLauncher(_SubprocessScriptLauncher):
         self._check_can_spawn_children()
         self.procs = []
         env = self.cluster_environment
-        os.environ.update(MASTER_ADDR=env.main_address, MASTER_PORT=str(env.main_port),
-                          NODE_RANK=str(env.node_rank()), LOCAL_RANK=str(env.local_rank()),
-                          WORLD_SIZE=str(self.num_processes * self.num_nodes))
+        self._our_env = dict(MASTER_ADDR=env.main_address, MASTER_PORT=str(env.main_port),
+                             NODE_RANK=str(env.node_rank()), LOCAL_RANK=str(env.local_rank()),
+                             WORLD_SIZE=str(self.num_processes * self.num_nodes))
+        self._saved_env = {key: os.environ.get(key) for key in self._our_env}
+        os.environ.update(self._our_env)
         from hydra.utils import get_original_cwd
 
         for local_rank in range(1, self.num_processes):
             child_env = {**os.environ, "LOCAL_RANK": str(local_rank)}
             self.procs.append(subprocess.Popen(hydra_child_command(local_rank), env=child_env,
                                                cwd=get_original_cwd()))
+
+
+    def release(self, timeout: float = 300) -> None:
+        """End of a job: wait for the children, close the process group and restore the environment,
+        so that the next job of a multirun launches and connects its own processes."""
+        import torch.distributed as dist
+
+        for proc in self.procs:
+            proc.wait(timeout=timeout)
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        for key, value in getattr(self, "_saved_env", {}).items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self.procs = []
+
+
+def release_distributed(strategy: object) -> None:
+    """Called by the training entry point when a job ends (no-op unless it launched DDP children)."""
+    launcher = getattr(strategy, "launcher", None)
+    if isinstance(launcher, _HydraJobLauncher):
+        launcher.release()
 
 
 class HydraDDPStrategy(DDPStrategy):

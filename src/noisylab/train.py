@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -93,11 +94,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     labels = datamodule.labels
     log.info("noise: %s, realised rate %.4f on %d training samples", datamodule.noise, labels.rate,
              len(labels.noisy))
+    if labels.num_classes <= 10:
+        log.info("realised transition matrix P(noisy | clean):\n%s", np.array2string(labels.transition, precision=3))
     if rank_zero_only.rank == 0:
         record_noisy_labels(labels, output_dir / "noisy_labels.npz")
 
     method = build_method(cfg, datamodule)
     trainer = build_trainer(cfg)
+    for logger in trainer.loggers:
+        logger.log_metrics({"noise/realised_rate": labels.rate}, step=0)
     metrics: dict[str, Any] = {}
     tested = None
     try:

@@ -1,0 +1,68 @@
+"""Every config option composes, builds and runs a forward pass with the data it is paired with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from noisylab.train import build_datamodule, build_method
+from tests.conftest import CONF, compose_config
+from tests.fixtures import write_cifar10, write_cifar100
+
+MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("loss", ["ce", "drainage"])
+def test_every_model_and_loss_builds_and_runs_on_cifar_shapes(tmp_path: Path, model: str, loss: str) -> None:
+    cfg = compose_config(tmp_path, [f"model={model}", f"loss={loss}"])
+    backbone = instantiate(cfg.model, in_channels=3, image_size=32)
+    head = instantiate(cfg.loss.head, in_features=backbone.out_features, num_classes=10)
+    outputs = head(backbone(torch.randn(4, 3, 32, 32)))
+    assert outputs.shape == (4, 11 if loss == "drainage" else 10)
+
+
+def test_each_dataset_config_picks_its_model(tmp_path: Path) -> None:
+    expected = {"digits": "SmallCNN", "mnist": "CNN4", "cifar10": "CNN8", "cifar100": "resnet34"}
+    for data, model in expected.items():
+        cfg = compose_config(tmp_path, [f"data={data}"])
+        assert cfg.model._target_.endswith(model), data
+    assert compose_config(tmp_path, ["data=cifar100", "model=cnn8"]).model._target_.endswith("CNN8")
+
+
+@pytest.mark.parametrize("trainer", ["default", "cpu", "gpu", "ddp", "ddp_cpu"])
+def test_trainer_presets_compose(tmp_path: Path, trainer: str) -> None:
+    cfg = compose_config(tmp_path, [f"trainer={trainer}"])
+    assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
+    if trainer == "gpu":
+        assert cfg.trainer.accelerator == "gpu"
+
+
+@pytest.mark.parametrize("variant", ["superclass", "blocks"])
+def test_cifar100_asymmetric_variants_from_the_command_line(tmp_path: Path, variant: str) -> None:
+    write_cifar100(tmp_path / "data", n_train=1000, n_test=100)
+    cfg = compose_config(tmp_path, ["data=cifar100", "noise=asymmetric", "noise.rate=0.4", "ood=none", "data.val_size=0.1",
+                                    f"data.asymmetric_map.variant={variant}"])
+    labels = build_datamodule(cfg).labels
+    from noisylab.noise.class_maps import CIFAR100_SUPERCLASS
+
+    moved = labels.is_noisy
+    assert moved.sum() == sum(round(0.4 * (labels.clean == c).sum()) for c in range(100))
+    src, dst = labels.clean[moved], labels.noisy[moved]
+    if variant == "blocks":
+        assert np.array_equal(dst, 5 * (src // 5) + (src % 5 + 1) % 5)
+    else:
+        assert all(CIFAR100_SUPERCLASS[s] == CIFAR100_SUPERCLASS[d] for s, d in zip(src, dst, strict=True))
+
+
+def test_method_is_sized_from_the_data(tmp_path: Path) -> None:
+    write_cifar10(tmp_path / "data")
+    cfg = compose_config(tmp_path, ["data=cifar10", "ood.holdout.classes=[0,1,2]", "data.val_size=0.1"])
+    datamodule = build_datamodule(cfg)
+    method = build_method(cfg, datamodule)
+    assert datamodule.num_classes == 7
+    assert method(torch.randn(2, 3, 32, 32)).shape == (2, 8)  # 7 classes + the drainage node

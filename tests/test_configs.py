@@ -45,8 +45,8 @@ def test_trainer_presets_compose(tmp_path: Path, trainer: str) -> None:
 @pytest.mark.parametrize("variant", ["superclass", "blocks"])
 def test_cifar100_asymmetric_variants_from_the_command_line(tmp_path: Path, variant: str) -> None:
     write_cifar100(tmp_path / "data", n_train=1000, n_test=100)
-    cfg = compose_config(tmp_path, ["data=cifar100", "noise=asymmetric", "noise.rate=0.4", "ood=none", "data.val_size=0.1",
-                                    f"data.asymmetric_map.variant={variant}"])
+    cfg = compose_config(tmp_path, ["data=cifar100", "noise=asymmetric", "noise.rate=0.4", "ood=none",
+                                    "data.val_size=0.1", f"data.asymmetric_map.variant={variant}"])
     labels = build_datamodule(cfg).labels
     from noisylab.noise.class_maps import CIFAR100_SUPERCLASS
 

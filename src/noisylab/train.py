@@ -46,6 +46,8 @@ def build_method(cfg: DictConfig, datamodule: NoisyLabelDataModule) -> L.Lightni
         criterion=instantiate(cfg.loss.criterion),
         optimizer=instantiate(cfg.optim),
         scheduler=instantiate(cfg.sched),
+        evaluator=instantiate(cfg.eval),
+        objective=instantiate(cfg.loss.get("objective")),
         l1=cfg.loss.get("l1", 0.0),
         run_config=OmegaConf.to_container(cfg, resolve=True),
     )

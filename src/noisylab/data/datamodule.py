@@ -124,7 +124,9 @@ class NoisyLabelDataModule(L.LightningDataModule):
             ood_images = torch.from_numpy(source.test_images[~test_in])
             unknown = torch.full((len(ood_images),), -1, dtype=torch.long)
             self.test_sets[f"ood/{HeldOutClasses.name}"] = IndexedTensorDataset(ood_images, unknown, unknown)
-        # The training split, un-augmented, for noise-detection and drainage metrics after training.
+        # The validation split (temperature fitting) and the training split, un-augmented (noise
+        # detection and drainage of mislabeled samples), evaluated after training.
+        self.test_sets["val"] = self.val_set
         self.test_sets["train"] = IndexedTensorDataset(images[train_idx], noisy_t[train_idx], clean_t[train_idx],
                                                        torch.from_numpy(train_idx))
         return self.labels

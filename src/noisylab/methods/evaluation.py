@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 
 from noisylab.metrics import classification_metrics, drainage_metrics, noise_detection_metrics, ood_metrics
+from noisylab.metrics.calibration import ece, fit_temperature
 from noisylab.metrics.gather import first_occurrence, gather_rows
 from noisylab.models.heads import LinearHead
 
@@ -15,11 +18,22 @@ from noisylab.models.heads import LinearHead
 class TestSetEvaluator:
     """Holds each test set's outputs during `trainer.test` and turns them into named metrics.
 
-    Test sets are named by the datamodule: "test" (in-distribution), "ood/<name>" (OOD sets) and
-    "train" (the un-augmented training split, for noise detection and drainage of mislabeled samples).
+    Test sets are named by the datamodule: "test" (in-distribution), "ood/<name>" (OOD sets), "val"
+    (the validation split: temperature fitting) and "train" (the un-augmented training split, for
+    noise detection and drainage of mislabeled samples).
+
+    Args:
+        calibration: fit a temperature on the validation split minimising "nll" or "ece" and report
+            test/temperature and test/calibrated/{ece,nll}; None to skip.
+        scores: OOD scores to report (names from metrics.scores, or "drainage"); None = all the head
+            offers. The first is reported unqualified (test/ood/<set>/auroc).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, calibration: str | None = "nll", scores: Sequence[str] | None = None) -> None:
+        if calibration not in (None, "nll", "ece"):
+            raise ValueError(f"eval.calibration must be nll, ece or null, got {calibration!r}")
+        self.calibration = calibration
+        self.scores = None if scores is None else list(scores)
         self.rows: dict[str, dict[str, list[torch.Tensor]]] = defaultdict(lambda: defaultdict(list))
 
     def add(self, name: str, outputs: torch.Tensor, labels: torch.Tensor, index: torch.Tensor,
@@ -52,6 +66,13 @@ class TestSetEvaluator:
                 metrics.update({f"test/{k}": v for k, v in drainage_metrics(head.drained(test["outputs"]),
                                                                             correct).items()})
             metrics.update(self._ood(head, test["outputs"], {n: d for n, d in data.items() if n.startswith("ood/")}))
+            val = data.get("val")
+            if self.calibration and val is not None and len(val["labels"]):
+                temperature = fit_temperature(head.class_logits(val["outputs"]), val["labels"], self.calibration)
+                scaled = class_logits / temperature
+                metrics["test/temperature"] = temperature
+                metrics["test/calibrated/ece"] = ece(scaled, test["labels"])
+                metrics["test/calibrated/nll"] = F.cross_entropy(scaled, test["labels"]).item()
 
         train = data.get("train")
         if train is not None and len(train["labels"]):
@@ -62,18 +83,27 @@ class TestSetEvaluator:
             metrics.update({f"train/{k}": v for k, v in found.items()})
         return metrics
 
-    @staticmethod
-    def _ood(head: LinearHead, id_outputs: torch.Tensor, ood_sets: dict[str, dict[str, torch.Tensor]]) -> dict:
+    def _id_scores(self, head: LinearHead, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        offered = head.id_scores(outputs)
+        if self.scores is None:
+            return offered
+        missing = [name for name in self.scores if name not in offered]
+        if missing:
+            raise ValueError(f"eval.scores {missing} are not offered by {type(head).__name__}; it offers "
+                             f"{list(offered)}")
+        return {name: offered[name] for name in self.scores}
+
+    def _ood(self, head: LinearHead, id_outputs: torch.Tensor, ood_sets: dict[str, dict[str, torch.Tensor]]) -> dict:
         """Per OOD set: the head's default score unqualified (test/ood/<set>/auroc), other scores named
         (test/ood/<set>/<score>/auroc); test/ood/<metric> is the mean over sets of the default score."""
         metrics: dict[str, float] = {}
-        id_scores = head.id_scores(id_outputs)
+        id_scores = self._id_scores(head, id_outputs)
         primary = next(iter(id_scores))
         per_set: dict[str, list[float]] = defaultdict(list)
         for name, ood in ood_sets.items():
             if not len(ood["outputs"]):
                 continue
-            ood_scores = head.id_scores(ood["outputs"])
+            ood_scores = self._id_scores(head, ood["outputs"])
             for score_name in id_scores:
                 values = ood_metrics(id_scores[score_name], ood_scores[score_name])
                 prefix = f"test/{name}" if score_name == primary else f"test/{name}/{score_name}"

@@ -26,6 +26,9 @@ class StandardMethod(L.LightningModule):
         backbone, head, criterion: from the model and loss configs.
         optimizer: a partial optimizer (torch.optim class with its settings), called with parameter groups.
         scheduler: a partial LR scheduler, stepped once per epoch.
+        evaluator: computes the test metrics (calibration, OOD scores); from the `eval` config.
+        objective: for losses that need the inputs (e.g. DisMax's FPR mixes images): called as
+            objective(net, criterion, x, y) -> (loss, outputs, targets for train/acc).
         l1: L1 penalty on the weights (the drainage reference's `delta`); BatchNorm and bias parameters are
             exempt unless `decay_norm_and_bias` is set, like weight decay.
         decay_norm_and_bias: apply weight decay / L1 to BatchNorm and bias parameters too (as the
@@ -40,6 +43,8 @@ class StandardMethod(L.LightningModule):
         criterion: nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
+        evaluator: TestSetEvaluator | None = None,
+        objective: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None,
         l1: float = 0.0,
         decay_norm_and_bias: bool = False,
         run_config: dict | None = None,
@@ -47,7 +52,9 @@ class StandardMethod(L.LightningModule):
         super().__init__()
         if l1 < 0:
             raise ValueError(f"loss.l1 must be >= 0, got {l1}")
-        self.save_hyperparameters(ignore=["backbone", "head", "criterion", "optimizer", "scheduler"])
+        self.save_hyperparameters(
+            ignore=["backbone", "head", "criterion", "optimizer", "scheduler", "evaluator", "objective"]
+        )
         self.net = Classifier(backbone, head)
         self.head = head
         self.criterion = criterion
@@ -56,7 +63,8 @@ class StandardMethod(L.LightningModule):
         k = head.num_classes
         self.train_acc = MulticlassAccuracy(num_classes=k, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes=k, average="micro")
-        self.evaluator = TestSetEvaluator()
+        self.evaluator = evaluator if evaluator is not None else TestSetEvaluator()
+        self.objective = objective
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -73,8 +81,11 @@ class StandardMethod(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         x, y, _, _ = batch
-        outputs = self(x)
-        loss = self.criterion(outputs, y)
+        if self.objective is not None:
+            loss, outputs, y = self.objective(self.net, self.criterion, x, y)
+        else:
+            outputs = self(x)
+            loss = self.criterion(outputs, y)
         if self.hparams.l1:
             loss = loss + self.hparams.l1 * sum(p.abs().sum() for p in self._split_params()[0])
         if self.trainer.strategy.reduce_boolean_decision(not torch.isfinite(loss).item(), all=False):

@@ -180,6 +180,10 @@ class NoisyLabelDataModule(L.LightningDataModule):
     def _epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0
 
+    def sequential_loader(self, dataset: IndexedTensorDataset) -> DataLoader:
+        """Batches of `dataset` in order (for passes over the training set inside a training epoch)."""
+        return self._loader(dataset, self.eval_batch_size, shuffle=False)
+
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, self.batch_size, shuffle=True)
 

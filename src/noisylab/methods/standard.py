@@ -69,6 +69,34 @@ class StandardMethod(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    # ------------------------------------------------------------------ per-sample losses
+    # A criterion with per-sample state (e.g. truncated GCE) sets `needs_index = True`, may define
+    # `setup_samples(num_samples)` and `on_train_epoch_start(method)`; the method calls them.
+    @property
+    def _criterion_needs_index(self) -> bool:
+        return bool(getattr(self.criterion, "needs_index", False))
+
+    def setup(self, stage: str) -> None:
+        if hasattr(self.criterion, "setup_samples") and self.trainer is not None and self.trainer.datamodule:
+            self.criterion.setup_samples(len(self.trainer.datamodule.labels.noisy))
+
+    def on_train_epoch_start(self) -> None:
+        if hasattr(self.criterion, "on_train_epoch_start"):
+            self.criterion.on_train_epoch_start(self)
+
+    @torch.no_grad()
+    def predict_training_set(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(index, outputs, noisy labels) for the whole training split, un-augmented, in eval mode."""
+        datamodule = self.trainer.datamodule
+        was_training = self.net.training
+        self.net.eval()
+        parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        for images, labels, index, _ in datamodule.sequential_loader(datamodule.train_set):
+            x = datamodule.augment(images.to(self.device), train=False)
+            parts.append((index, self(x).float().cpu(), labels))
+        self.net.train(was_training)
+        return tuple(torch.cat(p) for p in zip(*parts, strict=True))  # type: ignore[return-value]
+
     # ------------------------------------------------------------------ training
     def _split_params(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """(regularised, exempt): weights of conv/linear layers vs BatchNorm and bias parameters."""
@@ -80,12 +108,12 @@ class StandardMethod(L.LightningModule):
         return regularised, exempt
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        x, y, _, _ = batch
+        x, y, index, _ = batch
         if self.objective is not None:
             loss, outputs, y = self.objective(self.net, self.criterion, x, y)
         else:
             outputs = self(x)
-            loss = self.criterion(outputs, y)
+            loss = self.criterion(outputs, y, index=index) if self._criterion_needs_index else self.criterion(outputs, y)
         if self.hparams.l1:
             loss = loss + self.hparams.l1 * sum(p.abs().sum() for p in self._split_params()[0])
         if self.trainer.strategy.reduce_boolean_decision(not torch.isfinite(loss).item(), all=False):

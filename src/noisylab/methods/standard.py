@@ -113,7 +113,8 @@ class StandardMethod(L.LightningModule):
             loss, outputs, y = self.objective(self.net, self.criterion, x, y)
         else:
             outputs = self(x)
-            loss = self.criterion(outputs, y, index=index) if self._criterion_needs_index else self.criterion(outputs, y)
+            extra = {"index": index} if self._criterion_needs_index else {}
+            loss = self.criterion(outputs, y, **extra)
         if self.hparams.l1:
             loss = loss + self.hparams.l1 * sum(p.abs().sum() for p in self._split_params()[0])
         if self.trainer.strategy.reduce_boolean_decision(not torch.isfinite(loss).item(), all=False):

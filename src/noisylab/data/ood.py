@@ -24,6 +24,8 @@ class HeldOutClasses:
     def choose(self, total_classes: int) -> np.ndarray:
         """The sorted ids of the held-out classes, validated against the dataset's class count."""
         if self.classes is not None:
+            if len(set(self.classes)) != len(self.classes):
+                raise ValueError(f"ood.holdout.classes lists a class twice: {self.classes}")
             bad = [c for c in self.classes if not 0 <= c < total_classes]
             if bad:
                 raise ValueError(f"ood.holdout.classes {bad} are not classes of this dataset (0..{total_classes - 1})")

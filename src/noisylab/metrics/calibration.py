@@ -8,14 +8,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.optimize import minimize_scalar
-from torchmetrics.functional.classification import multiclass_calibration_error
 
 T_MIN, T_MAX = 1e-3, 100.0
 
 
 def ece(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
-    return multiclass_calibration_error(logits.float().softmax(1), labels, num_classes=logits.shape[1],
-                                        n_bins=n_bins, norm="l1").item()
+    """Expected calibration error of softmax(logits): confidence = max probability, equal-width bins
+    (i/n, (i+1)/n] (a confidence of exactly 1 falls in the last bin, not one of its own), weighted
+    |accuracy - mean confidence| per bin. Guo et al. (2017)'s definition."""
+    probs = logits.double().softmax(1)
+    confidence, prediction = probs.max(1)
+    correct = (prediction == labels).double()
+    bins = (torch.ceil(confidence * n_bins) - 1).clamp(0, n_bins - 1).long()
+    gap = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, bins, confidence - correct)
+    return float(gap.abs().sum() / max(len(labels), 1))
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, objective: str = "nll") -> float:

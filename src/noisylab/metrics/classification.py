@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torchmetrics.functional.classification import multiclass_accuracy, multiclass_calibration_error
+from torchmetrics.functional.classification import multiclass_accuracy
+
+from noisylab.metrics.calibration import ece
 
 
 def classification_metrics(class_logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     """acc (top-1 over the K real classes), ece (15 equal-width bins, L1) and nll of softmax over K."""
     k = class_logits.shape[1]
     logits = class_logits.float()
-    probs = logits.softmax(1)
     return {
         "acc": multiclass_accuracy(logits, labels, num_classes=k, average="micro").item(),
-        "ece": multiclass_calibration_error(probs, labels, num_classes=k, n_bins=15, norm="l1").item(),
+        "ece": ece(logits, labels, n_bins=15),
         "nll": F.cross_entropy(logits, labels).item(),
     }
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torchmetrics.functional.classification import binary_auroc
 
+from noisylab.metrics.ood import order_preserving_unit_scale
+
 
 def noise_detection_metrics(
     mislabel_scores: torch.Tensor, is_noisy: torch.Tensor, drained: torch.Tensor | None = None
@@ -18,7 +20,8 @@ def noise_detection_metrics(
     out: dict[str, float] = {}
     is_noisy = is_noisy.bool()
     if is_noisy.any() and (~is_noisy).any():
-        out["noise_detection_auroc"] = binary_auroc(mislabel_scores.float(), is_noisy.long()).item()
+        scores = order_preserving_unit_scale(mislabel_scores)
+        out["noise_detection_auroc"] = binary_auroc(scores, is_noisy.long()).item()
     if drained is not None:
         out["drainage_rate"] = drained.float().mean().item()
         if drained.any():

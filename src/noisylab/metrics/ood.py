@@ -12,8 +12,19 @@ import torch
 from torchmetrics.functional.classification import binary_auroc, binary_average_precision, binary_roc
 
 
+def order_preserving_unit_scale(scores: torch.Tensor) -> torch.Tensor:
+    """Dense ranks scaled to [0, 1]: the same order and ties as `scores`.
+
+    torchmetrics treats binary scores outside [0, 1] as logits and applies a sigmoid, which in float32
+    saturates to 1.0 above ~17 and turns large scores (energy, losses) into ties. Threshold metrics
+    (AUROC, AUPR, FPR at a TPR) depend only on the order, so ranks give the exact values.
+    """
+    unique, rank = torch.unique(scores.double(), return_inverse=True)
+    return rank.float() / max(len(unique) - 1, 1)
+
+
 def fpr_at_tpr(id_scores: torch.Tensor, ood_scores: torch.Tensor, tpr: float = 0.95) -> float:
-    scores = torch.cat([id_scores, ood_scores]).float()
+    scores = order_preserving_unit_scale(torch.cat([id_scores, ood_scores]))
     is_id = torch.cat([torch.ones_like(id_scores), torch.zeros_like(ood_scores)]).long()
     fpr, tpr_curve, _ = binary_roc(scores, is_id)
     return fpr[torch.searchsorted(tpr_curve, torch.tensor(tpr, dtype=tpr_curve.dtype))].item()
@@ -21,11 +32,11 @@ def fpr_at_tpr(id_scores: torch.Tensor, ood_scores: torch.Tensor, tpr: float = 0
 
 def ood_metrics(id_scores: torch.Tensor, ood_scores: torch.Tensor) -> dict[str, float]:
     """auroc, aupr_in, aupr_out and fpr95 for in-distribution vs OOD scores."""
-    scores = torch.cat([id_scores, ood_scores]).float()
+    scores = order_preserving_unit_scale(torch.cat([id_scores, ood_scores]))
     is_id = torch.cat([torch.ones_like(id_scores), torch.zeros_like(ood_scores)]).long()
     return {
         "auroc": binary_auroc(scores, is_id).item(),
         "aupr_in": binary_average_precision(scores, is_id).item(),
-        "aupr_out": binary_average_precision(-scores, 1 - is_id).item(),
+        "aupr_out": binary_average_precision(1.0 - scores, 1 - is_id).item(),
         "fpr95": fpr_at_tpr(id_scores, ood_scores),
     }

@@ -33,11 +33,12 @@ def read_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-def compose_config(output_dir: Path, overrides: list[str]) -> DictConfig:
-    """The config train.py would get for these overrides, with its run folder set to `output_dir`."""
+def compose_config(output_dir: Path, overrides: list[str], quick: bool = True) -> DictConfig:
+    """The config train.py would get for these overrides, with its run folder set to `output_dir`
+    (and, with `quick`, fewer epochs and no progress bar)."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train", overrides=[f"paths.output_dir={output_dir}",
-                                           f"paths.data_dir={output_dir / 'data'}", *QUICK, *overrides])
+        return compose("train", overrides=[f"paths.output_dir={output_dir}", f"paths.data_dir={output_dir / 'data'}",
+                                           *(QUICK if quick else []), *overrides])
 
 
 @pytest.fixture

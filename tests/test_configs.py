@@ -66,3 +66,31 @@ def test_method_is_sized_from_the_data(tmp_path: Path) -> None:
     method = build_method(cfg, datamodule)
     assert datamodule.num_classes == 7
     assert method(torch.randn(2, 3, 32, 32)).shape == (2, 8)  # 7 classes + the drainage node
+
+
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_preset_composes_and_builds_its_loss(tmp_path: Path, experiment: str) -> None:
+    cfg = compose_config(tmp_path, [f"experiment={experiment}"])
+    criterion = instantiate(cfg.loss.criterion)
+    head = instantiate(cfg.loss.head, in_features=16, num_classes=10)
+    outputs = head(torch.randn(8, 16))
+    assert torch.isfinite(criterion(outputs, torch.randint(0, 10, (8,))))
+    assert instantiate(cfg.optim)([torch.nn.Parameter(torch.zeros(1))]) is not None
+
+
+def test_drainage_cifar10_preset_is_the_published_setting(tmp_path: Path) -> None:
+    cfg = compose_config(tmp_path, ["experiment=drainage_cifar10"], quick=False)
+    assert cfg.model._target_.endswith("CNN8") and cfg.data.name == "cifar10"
+    assert (cfg.optim.lr, cfg.optim.momentum, cfg.data.batch_size) == (0.01, 0.9, 128)
+    assert cfg.sched._target_.endswith("CosineAnnealingLR") and cfg.sched.T_max == cfg.trainer.max_epochs == 120
+    assert cfg.trainer.gradient_clip_val == 5.0
+    assert (cfg.loss.criterion.a, cfg.loss.l1) == (1, 0.0002)
+    cfg100 = compose_config(tmp_path, ["experiment=drainage_cifar100"])
+    assert cfg100.model._target_.endswith("resnet34") and cfg100.loss.criterion.a == 0.1
+    assert instantiate(cfg100.loss.criterion).b == pytest.approx(10.0)
+    dismax = compose_config(tmp_path, ["experiment=dismax_cifar10"], quick=False)
+    assert dismax.optim.nesterov and list(dismax.sched.milestones) == [150, 200, 250]
+    assert dismax.trainer.max_epochs == 300 and dismax.data.batch_size == 64

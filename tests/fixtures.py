@@ -65,3 +65,64 @@ def write_mnist(root: Path, n_train: int = 300, n_test: int = 100, seed: int = 0
         (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(
             bytes([0, 0, 8, 1]) + n.to_bytes(4, "big") + labels.tobytes())
     return raw
+
+
+def _jpeg(path: Path, rng: np.random.Generator, label: int, size: tuple[int, int] = (40, 48)) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = (rng.integers(0, 80, size=(*size, 3)) + label * 12).clip(0, 255).astype(np.uint8)
+    Image.fromarray(pixels).save(path, quality=90)
+
+
+def write_clothing1m(root: Path, n_train: int = 56, n_val: int = 28, n_test: int = 28, seed: int = 0) -> Path:
+    """<root>/clothing1m/annotations/{noisy_train,clean_val,clean_test}.txt listing 'images/<d>/<f>.jpg label'."""
+    rng = np.random.default_rng(seed)
+    base = root / "clothing1m"
+    (base / "annotations").mkdir(parents=True, exist_ok=True)
+    for name, n in (("noisy_train", n_train), ("clean_val", n_val), ("clean_test", n_test)):
+        lines = []
+        for i in range(n):
+            label = i % 14
+            rel = f"images/{i % 10}/{name}_{i}.jpg"
+            _jpeg(base / rel, rng, label)
+            lines.append(f"{rel} {label}")
+        (base / "annotations" / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    return base
+
+
+def write_webvision(root: Path, n_train: int = 120, n_val: int = 60, num_classes: int = 60, seed: int = 0,
+                    imagenet_per_class: int = 1) -> tuple[Path, Path]:
+    """<root>/webvision/{info/*.txt, google/, val_images_256/} and <root>/imagenet/val/<wnid>/*.JPEG."""
+    rng = np.random.default_rng(seed)
+    base, imagenet = root / "webvision", root / "imagenet"
+    (base / "info").mkdir(parents=True, exist_ok=True)
+    wnids = [f"n{10000000 + c}" for c in range(num_classes)]
+    (base / "info" / "synsets.txt").write_text("\n".join(f"{w} class {c}" for c, w in enumerate(wnids)) + "\n")
+    train, val = [], []
+    for i in range(n_train):
+        label = i % num_classes
+        rel = f"google/q{label:04d}/{i}.jpg"
+        _jpeg(base / rel, rng, label % 20)
+        train.append(f"{rel} {label}")
+    for i in range(n_val):
+        label = i % num_classes
+        _jpeg(base / "val_images_256" / f"val_{i}.jpg", rng, label % 20)
+        val.append(f"val_{i}.jpg {label}")
+    (base / "info" / "train_filelist_google.txt").write_text("\n".join(train) + "\n")
+    (base / "info" / "val_filelist.txt").write_text("\n".join(val) + "\n")
+    for c, wnid in enumerate(wnids):
+        for k in range(imagenet_per_class):
+            _jpeg(imagenet / "val" / wnid / f"ILSVRC2012_val_{c:05d}{k}.JPEG", rng, c % 20)
+    return base, imagenet
+
+
+def write_image_folder(root: Path, name: str = "imagenet_folder", classes: int = 3, per_class: int = 6,
+                       seed: int = 0) -> Path:
+    """<root>/<name>/{train,val}/<class>/<i>.jpg"""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", per_class), ("val", per_class // 2)):
+        for c in range(classes):
+            for i in range(n):
+                _jpeg(root / name / split / f"class_{c}" / f"{i}.jpg", rng, c)
+    return root / name

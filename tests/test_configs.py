@@ -27,10 +27,15 @@ def test_every_model_and_loss_builds_and_runs_on_cifar_shapes(tmp_path: Path, mo
 
 
 def test_each_dataset_config_picks_its_model(tmp_path: Path) -> None:
-    expected = {"digits": "SmallCNN", "mnist": "CNN4", "cifar10": "CNN8", "cifar100": "resnet34"}
+    expected = {"digits": "SmallCNN", "mnist": "CNN4", "cifar10": "CNN8"}
     for data, model in expected.items():
         cfg = compose_config(tmp_path, [f"data={data}"])
         assert cfg.model._target_.endswith(model), data
+    assert compose_config(tmp_path, ["data=cifar100"]).model.arch == "resnet34"
+    for data in ("clothing1m", "webvision"):
+        cfg = compose_config(tmp_path, [f"data={data}"])
+        assert cfg.model.arch == "resnet50" and cfg.noise._target_.endswith("NoNoise"), data
+    assert compose_config(tmp_path, ["data=webvision", "noise=symmetric"]).noise._target_.endswith("SymmetricNoise")
     assert compose_config(tmp_path, ["data=cifar100", "model=cnn8"]).model._target_.endswith("CNN8")
 
 
@@ -89,7 +94,7 @@ def test_drainage_cifar10_preset_is_the_published_setting(tmp_path: Path) -> Non
     assert cfg.trainer.gradient_clip_val == 5.0
     assert (cfg.loss.criterion.a, cfg.loss.l1) == (1, 0.0002)
     cfg100 = compose_config(tmp_path, ["experiment=drainage_cifar100"])
-    assert cfg100.model._target_.endswith("resnet34") and cfg100.loss.criterion.a == 0.1
+    assert cfg100.model.arch == "resnet34" and cfg100.loss.criterion.a == 0.1
     assert instantiate(cfg100.loss.criterion).b == pytest.approx(10.0)
     dismax = compose_config(tmp_path, ["experiment=dismax_cifar10"], quick=False)
     assert dismax.optim.nesterov and list(dismax.sched.milestones) == [150, 200, 250]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -10,14 +11,14 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from noisylab.data.augment import BatchAugment
 from noisylab.data.dataset import IndexedTensorDataset, keep_batch
 from noisylab.data.ood import HeldOutClasses
 from noisylab.data.sampler import EpochPermutationSampler
 from noisylab.data.source import ImageSource
-from noisylab.noise.base import NoiseModel
+from noisylab.noise.base import NoiseModel, NoNoise
 from noisylab.noise.labels import NoisyLabels
 
 
@@ -36,6 +37,8 @@ class NoisyLabelDataModule(L.LightningDataModule):
         asymmetric_map: the dataset's conventional class confusion map (read by `noise=asymmetric`).
         val_size: samples split off the noisy training set for validation (fraction if < 1).
         clean_val: validate on the clean labels of that split instead (an oracle setting; off by default).
+        official_val: datasets that come with a validation split of their own (Clothing1M's clean
+            validation set) use it instead of a split of the training set.
         split_seed, shuffle_seed: seed the validation split and the per-epoch shuffling.
         ood: named OOD specs; `holdout` (HeldOutClasses) removes classes from training.
     """
@@ -52,6 +55,7 @@ class NoisyLabelDataModule(L.LightningDataModule):
         eval_batch_size: int = 512,
         val_size: float = 0.1,
         clean_val: bool = False,
+        official_val: bool = True,
         split_seed: int = 0,
         shuffle_seed: int = 0,
         augment: Mapping[str, Any] | None = None,
@@ -74,6 +78,7 @@ class NoisyLabelDataModule(L.LightningDataModule):
         self.eval_batch_size = int(eval_batch_size)
         self.val_size = val_size
         self.clean_val = bool(clean_val)
+        self.official_val = bool(official_val)
         self.split_seed = int(split_seed)
         self.shuffle_seed = int(shuffle_seed)
         self.augment_kwargs = dict(augment or {})
@@ -99,36 +104,46 @@ class NoisyLabelDataModule(L.LightningDataModule):
         to_contiguous = np.full(source.num_classes, -1, dtype=np.int64)
         to_contiguous[class_ids] = np.arange(len(class_ids))
 
-        keep = np.isin(source.train_labels, class_ids)
-        train_images = source.train_images[keep]
-        clean = to_contiguous[source.train_labels[keep]]
-        noisy = np.asarray(self.noise(clean, train_images, class_ids), dtype=np.int64)
+        if source.real_noise and not isinstance(self.noise, NoNoise):
+            warnings.warn(
+                f"{self.name} already has real label noise; {self.noise!r} adds synthetic noise on top of it",
+                stacklevel=2,
+            )
+        kept = np.flatnonzero(np.isin(source.train_labels, class_ids))
+        clean = to_contiguous[source.train_labels[kept]]
+        noisy = np.asarray(self.noise(clean, source.noise_images(kept), class_ids), dtype=np.int64)
         if noisy.shape != clean.shape or noisy.min(initial=0) < 0 or noisy.max(initial=0) >= len(class_ids):
             raise ValueError(f"noise model {self.noise!r} returned invalid labels")
         self.labels = NoisyLabels(noisy=noisy, clean=clean, num_classes=len(class_ids), class_ids=class_ids)
 
-        train_idx, val_idx = self._split(len(clean))
-        images = torch.from_numpy(train_images)
-        noisy_t, clean_t = torch.from_numpy(noisy), torch.from_numpy(clean)
-        val_labels = clean_t if self.clean_val else noisy_t
-        self.train_set = IndexedTensorDataset(images[train_idx], noisy_t[train_idx], clean_t[train_idx],
-                                              torch.from_numpy(train_idx))
-        self.val_set = IndexedTensorDataset(images[val_idx], val_labels[val_idx], clean_t[val_idx],
-                                            torch.from_numpy(val_idx))
+        use_official_val = self.official_val and source.val_labels is not None
+        train_pos, val_pos = (np.arange(len(clean)), None) if use_official_val else self._split(len(clean))
+        self.train_set = source.dataset("train", kept[train_pos], noisy[train_pos], clean[train_pos],
+                                        index=train_pos, augment=True)
+        if use_official_val:
+            val_in = np.flatnonzero(np.isin(source.val_labels, class_ids))
+            val_labels = to_contiguous[source.val_labels[val_in]]
+            self.val_set = source.dataset("val", val_in, val_labels, val_labels)
+        else:
+            val_labels = clean[val_pos] if self.clean_val else noisy[val_pos]
+            self.val_set = source.dataset("train", kept[val_pos], val_labels, clean[val_pos], index=val_pos)
 
-        test_in = np.isin(source.test_labels, class_ids)
-        test_labels = torch.from_numpy(to_contiguous[source.test_labels[test_in]])
-        self.test_sets = {"test": IndexedTensorDataset(torch.from_numpy(source.test_images[test_in]),
-                                                       test_labels, test_labels)}
+        test_in = np.flatnonzero(np.isin(source.test_labels, class_ids))
+        test_labels = to_contiguous[source.test_labels[test_in]]
+        self.test_sets = {"test": source.dataset("test", test_in, test_labels, test_labels)}
+        for name, labels in source.extra_test_sets.items():
+            inside = np.flatnonzero(np.isin(labels, class_ids))
+            extra_labels = to_contiguous[labels[inside]]
+            self.test_sets[f"test/{name}"] = source.dataset(name, inside, extra_labels, extra_labels)
         if len(held):
-            ood_images = torch.from_numpy(source.test_images[~test_in])
-            unknown = torch.full((len(ood_images),), -1, dtype=torch.long)
-            self.test_sets[f"ood/{HeldOutClasses.name}"] = IndexedTensorDataset(ood_images, unknown, unknown)
+            test_out = np.flatnonzero(~np.isin(source.test_labels, class_ids))
+            unknown = np.full(len(test_out), -1, dtype=np.int64)
+            self.test_sets[f"ood/{HeldOutClasses.name}"] = source.dataset("test", test_out, unknown, unknown)
         # The validation split (temperature fitting) and the training split, un-augmented (noise
         # detection and drainage of mislabeled samples), evaluated after training.
         self.test_sets["val"] = self.val_set
-        self.test_sets["train"] = IndexedTensorDataset(images[train_idx], noisy_t[train_idx], clean_t[train_idx],
-                                                       torch.from_numpy(train_idx))
+        self.test_sets["train"] = source.dataset("train", kept[train_pos], noisy[train_pos], clean[train_pos],
+                                                 index=train_pos)
         return self.labels
 
     def _split(self, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -170,17 +185,19 @@ class NoisyLabelDataModule(L.LightningDataModule):
                 "see the same data and config (check data.root and environment variables on all nodes)"
             )
 
-    def _loader(self, dataset: IndexedTensorDataset, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
         drop_last = shuffle and len(dataset) % batch_size == 1  # a batch of one breaks BatchNorm
         sampler = EpochPermutationSampler(len(dataset), self.shuffle_seed, self._epoch) if shuffle else None
+        batched = isinstance(dataset, IndexedTensorDataset)  # fetches whole batches itself
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
-                          collate_fn=keep_batch, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+                          collate_fn=keep_batch if batched else None, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0,
+                          pin_memory=not batched and torch.cuda.is_available())
 
     def _epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0
 
-    def sequential_loader(self, dataset: IndexedTensorDataset) -> DataLoader:
+    def sequential_loader(self, dataset: Dataset) -> DataLoader:
         """Batches of `dataset` in order (for passes over the training set inside a training epoch)."""
         return self._loader(dataset, self.eval_batch_size, shuffle=False)
 

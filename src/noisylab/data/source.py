@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+
+from noisylab.data.dataset import IndexedTensorDataset
 
 
 @dataclass(frozen=True)
@@ -41,3 +44,27 @@ class ImageSource:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.train_images.shape[1:])  # type: ignore[return-value]
+
+    # The interface NoisyLabelDataModule uses (shared with FileListSource):
+    real_noise = False  # the labels are clean; noise comes from the noise model
+    @property
+    def extra_test_sets(self) -> dict[str, np.ndarray]:
+        """Labels of further in-distribution test sets by name (none here)."""
+        return {}
+
+    @property
+    def val_labels(self) -> np.ndarray | None:
+        """Labels of an official validation split, if the dataset has one (not here)."""
+        return None
+
+    def noise_images(self, positions: np.ndarray) -> np.ndarray:
+        """Pixels of the given training samples, for noise models that depend on them."""
+        return self.train_images[positions]
+
+    def dataset(self, split: str, positions: np.ndarray, labels: np.ndarray, clean: np.ndarray,
+                index: np.ndarray | None = None, augment: bool = False) -> IndexedTensorDataset:
+        """Samples of `split` ("train" or "test") at `positions`, as uint8 tensors in memory.
+        Augmentation happens batched on the device, so `augment` needs nothing here."""
+        images = self.train_images if split == "train" else self.test_images
+        return IndexedTensorDataset(torch.from_numpy(images[positions]), torch.from_numpy(labels),
+                                    torch.from_numpy(clean), None if index is None else torch.from_numpy(index))

@@ -18,7 +18,8 @@ from noisylab.models.heads import LinearHead
 class TestSetEvaluator:
     """Holds each test set's outputs during `trainer.test` and turns them into named metrics.
 
-    Test sets are named by the datamodule: "test" (in-distribution), "ood/<name>" (OOD sets), "val"
+    Test sets are named by the datamodule: "test" (in-distribution), "test/<name>" (further
+    in-distribution test sets, e.g. ILSVRC12 for WebVision), "ood/<name>" (OOD sets), "val"
     (the validation split: temperature fitting) and "train" (the un-augmented training split, for
     noise detection and drainage of mislabeled samples).
 
@@ -73,6 +74,11 @@ class TestSetEvaluator:
                 metrics["test/temperature"] = temperature
                 metrics["test/calibrated/ece"] = ece(scaled, test["labels"])
                 metrics["test/calibrated/nll"] = F.cross_entropy(scaled, test["labels"]).item()
+
+        for name, extra in data.items():  # further in-distribution test sets, e.g. ILSVRC12 for WebVision
+            if name.startswith("test/") and len(extra["labels"]):
+                found = classification_metrics(head.class_logits(extra["outputs"]), extra["labels"])
+                metrics.update({f"{name}/{k}": v for k, v in found.items()})
 
         train = data.get("train")
         if train is not None and len(train["labels"]):

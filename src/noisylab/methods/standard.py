@@ -91,7 +91,7 @@ class StandardMethod(L.LightningModule):
         was_training = self.net.training
         self.net.eval()
         parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        for images, labels, index, _ in datamodule.sequential_loader(datamodule.train_set):
+        for images, labels, index, _ in datamodule.sequential_loader(datamodule.test_sets["train"]):
             x = datamodule.augment(images.to(self.device), train=False)
             parts.append((index, self(x).float().cpu(), labels))
         self.net.train(was_training)

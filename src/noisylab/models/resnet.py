@@ -1,29 +1,13 @@
-"""ResNets with the CIFAR stem (3x3 conv, no max-pool): PreAct ResNet-18 and ResNet-34."""
+"""ResNets: PreAct ResNet-18 (CIFAR stem) and torchvision's ResNets with a CIFAR stem for small images."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-
-class BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
 
 
 class PreActBlock(nn.Module):
@@ -47,42 +31,70 @@ class PreActBlock(nn.Module):
         return out + shortcut
 
 
-class CifarResNet(nn.Module):
-    """ResNet for small images: 3x3 stem, four stages (64..512 channels), global average pooling."""
+class PreActResNet(nn.Module):
+    """Pre-activation ResNet for small images: 3x3 stem, four stages (64..512 channels), average pooling."""
 
-    def __init__(self, in_channels: int, image_size: int, blocks: Sequence[int] = (3, 4, 6, 3),
-                 preact: bool = False, width: int = 64) -> None:
+    def __init__(self, in_channels: int, image_size: int, blocks: Sequence[int] = (2, 2, 2, 2),
+                 width: int = 64) -> None:
         super().__init__()
-        block = PreActBlock if preact else BasicBlock
-        self.preact = preact
         self.stem = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
-        self.stem_bn = None if preact else nn.BatchNorm2d(width)
         layers: list[nn.Module] = []
         cin = width
         for stage, count in enumerate(blocks):
             cout = width * 2**stage
             for i in range(count):
-                layers.append(block(cin, cout, 2 if (i == 0 and stage > 0) else 1))
+                layers.append(PreActBlock(cin, cout, 2 if (i == 0 and stage > 0) else 1))
                 cin = cout
         self.layers = nn.Sequential(*layers)
-        self.final_bn = nn.BatchNorm2d(cin) if preact else None
+        self.final_bn = nn.BatchNorm2d(cin)
         self.out_features = cin
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.stem(x)
-        if self.stem_bn is not None:
-            out = F.relu(self.stem_bn(out))
-        out = self.layers(out)
-        if self.final_bn is not None:
-            out = F.relu(self.final_bn(out))
+        out = F.relu(self.final_bn(self.layers(self.stem(x))))
         return torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
 
 
-def preact_resnet18(in_channels: int, image_size: int) -> CifarResNet:
+def preact_resnet18(in_channels: int, image_size: int) -> PreActResNet:
     """PreAct ResNet-18, the DivideMix / InstanceGM backbone."""
-    return CifarResNet(in_channels, image_size, blocks=(2, 2, 2, 2), preact=True)
+    return PreActResNet(in_channels, image_size, blocks=(2, 2, 2, 2))
 
 
-def resnet34(in_channels: int, image_size: int) -> CifarResNet:
-    """ResNet-34 with the CIFAR stem, the drainage paper's CIFAR-100 backbone."""
-    return CifarResNet(in_channels, image_size, blocks=(3, 4, 6, 3), preact=False)
+SMALL_IMAGE = 64  # inputs up to this size get the CIFAR stem
+
+
+def resnet(arch: str, in_channels: int, image_size: int, pretrained: str | None = None) -> nn.Module:
+    """torchvision's ResNet (`arch` = resnet18, resnet34, resnet50, ...) as a feature extractor.
+
+    For small inputs (<= 64 px, e.g. CIFAR) the stem is the CIFAR one: a 3x3 stride-1 convolution and no
+    max-pooling, as in the robust-loss and drainage papers. `pretrained` names torchvision weights (e.g.
+    IMAGENET1K_V2) that must already be on disk (see `load_local_weights`); never downloaded.
+    """
+    import torchvision
+
+    net = torchvision.models.get_model(arch, weights=None)
+    if pretrained:
+        net.load_state_dict(load_local_weights(arch, pretrained))
+    if image_size <= SMALL_IMAGE:
+        if pretrained:
+            raise ValueError(f"model.pretrained={pretrained} needs ImageNet-sized inputs; these are {image_size}px")
+        net.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
+        net.maxpool = nn.Identity()
+    elif in_channels != 3:
+        net.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+    net.out_features = net.fc.in_features
+    net.fc = nn.Identity()
+    return net
+
+
+def load_local_weights(arch: str, weights_name: str) -> dict[str, torch.Tensor]:
+    """The state dict of torchvision weights `weights_name` for `arch`, from torch's hub cache only."""
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(arch)[weights_name]
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"model.pretrained={weights_name}: no weights at {path}. noisylab never downloads during a run: put "
+            f"the file there (from {weights.url}; TORCH_HOME moves the cache), or set model.pretrained=null."
+        )
+    return torch.load(path, map_location="cpu", weights_only=True)

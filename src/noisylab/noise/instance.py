@@ -24,7 +24,12 @@ class InstanceNoise(NoiseModel):
         super().__init__(rate=rate, seed=seed)
         self.std = float(std)
 
-    def __call__(self, clean: np.ndarray, images: np.ndarray, class_ids: np.ndarray) -> np.ndarray:
+    def __call__(self, clean: np.ndarray, images: np.ndarray | None, class_ids: np.ndarray) -> np.ndarray:
+        if images is None:
+            raise ValueError(
+                "noise=instance needs the pixels of every training image, and this dataset is read from "
+                "files on demand; use noise=symmetric, asymmetric or none for it"
+            )
         num_classes = len(class_ids)
         rng = self.rng()
         n = len(clean)

@@ -1,0 +1,105 @@
+"""Datasets of image files on disk (Clothing1M, WebVision, ImageNet-style folders), decoded by workers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms import v2
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def file_transform(train: bool, size: int = 224, resize: int = 256, color_jitter: float = 0.0) -> v2.Compose:
+    """ImageNet-style per-image transforms on uint8 tensors; normalisation happens later, batched.
+
+    train: random resized crop to `size` and horizontal flip (+ optional colour jitter);
+    eval: resize the short side to `resize`, centre crop `size`.
+    """
+    if train:
+        steps: list[v2.Transform] = [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]
+        if color_jitter:
+            steps.append(v2.ColorJitter(color_jitter, color_jitter, color_jitter, hue=min(color_jitter, 0.5) / 2))
+        return v2.Compose(steps)
+    return v2.Compose([v2.Resize(resize, antialias=True), v2.CenterCrop(size)])
+
+
+class FileDataset(Dataset):
+    """(image uint8 CHW, label, index, clean label) decoded from `root / files[i]` on access."""
+
+    def __init__(self, root: Path, files: Sequence[str], labels: np.ndarray, clean: np.ndarray,
+                 index: np.ndarray, transform: v2.Compose) -> None:
+        self.root = Path(root)
+        self.files = list(files)
+        self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+        self.clean = torch.from_numpy(np.asarray(clean, dtype=np.int64))
+        self.index = torch.from_numpy(np.asarray(index, dtype=np.int64))
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        path = self.root / self.files[i]
+        try:
+            image = decode_image(str(path), mode=ImageReadMode.RGB)
+        except (RuntimeError, OSError) as exc:
+            raise OSError(f"cannot read image {path}: {exc}") from exc
+        return self.transform(image), self.labels[i], self.index[i], self.clean[i]
+
+
+@dataclass(frozen=True)
+class FileListSource:
+    """A labelled dataset of image files: paths relative to `root`, with integer labels.
+
+    Has the interface of ImageSource that NoisyLabelDataModule uses; images are decoded per sample by
+    DataLoader workers (data.num_workers) and normalised on the device.
+    """
+
+    name: str
+    root: Path
+    train_files: list[str]
+    train_labels: np.ndarray
+    test_files: list[str]
+    test_labels: np.ndarray
+    class_names: tuple[str, ...]
+    val_files: list[str] | None = None
+    val_labels: np.ndarray | None = None
+    extra_tests: dict[str, tuple[Path, list[str], np.ndarray]] = field(default_factory=dict)
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    image_size: int = 224
+    color_jitter: float = 0.0
+    real_noise: bool = False  # the training labels carry the dataset's own (unknown) noise
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (3, self.image_size, self.image_size)
+
+    @property
+    def extra_test_sets(self) -> dict[str, np.ndarray]:
+        return {name: labels for name, (_, _, labels) in self.extra_tests.items()}
+
+    def noise_images(self, positions: np.ndarray) -> None:
+        """Pixels are not loaded up front for file datasets; noise models that need them refuse."""
+        return None
+
+    def dataset(self, split: str, positions: np.ndarray, labels: np.ndarray, clean: np.ndarray,
+                index: np.ndarray | None = None, augment: bool = False) -> FileDataset:
+        if split in self.extra_tests:
+            root, files = self.extra_tests[split][:2]
+        else:
+            root, files = self.root, {"train": self.train_files, "test": self.test_files, "val": self.val_files}[split]
+        transform = file_transform(augment, self.image_size, color_jitter=self.color_jitter if augment else 0.0)
+        return FileDataset(root, [files[p] for p in positions], labels, clean,
+                           np.asarray(positions if index is None else index), transform)

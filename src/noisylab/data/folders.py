@@ -1,0 +1,136 @@
+"""Loaders for datasets of image files, in the layouts they are downloaded in.
+
+Each returns a FileListSource: file lists and labels are read up front (fast), pixels per sample by
+the DataLoader workers. Real-noise datasets (Clothing1M, WebVision) carry their noise in their labels:
+their training labels are "clean" as far as noisylab's bookkeeping goes, and `noise=none` is their
+default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from noisylab.data.errors import DatasetNotFoundError
+from noisylab.data.files import FileListSource
+
+CLOTHING1M_CLASSES = (
+    "T-Shirt", "Shirt", "Knitwear", "Chiffon", "Sweater", "Hoodie", "Windbreaker", "Jacket", "Down Coat", "Suit",
+    "Shawl", "Dress", "Vest", "Underwear",
+)  # fmt: skip
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".JPEG", ".JPG", ".PNG"}
+
+
+def read_file_list(path: Path, keep_below: int | None = None) -> tuple[list[str], np.ndarray]:
+    """Lines "relative/path.jpg label" -> (paths, labels); labels >= keep_below are skipped."""
+    files, labels = [], []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+                raise ValueError(f"{path}:{number}: expected 'relative/path label', got {line.strip()!r}")
+            label = int(parts[1])
+            if keep_below is None or label < keep_below:
+                files.append(parts[0].lstrip("/"))
+                labels.append(label)
+    return files, np.asarray(labels, dtype=np.int64)
+
+
+def _require(name: str, root: Path, files: list[Path], layout: str) -> None:
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise DatasetNotFoundError(name, missing[0].parent, layout)
+
+
+def load_clothing1m(root: str | Path, download: bool = False) -> FileListSource:
+    """Clothing1M: ROOT/annotations/{noisy_train,clean_val,clean_test}.txt with "images/.../x.jpg label"
+    lines (paths relative to ROOT), 14 classes. The clean validation set is the official one."""
+    root = Path(root) / "clothing1m"
+    lists = [root / "annotations" / f for f in ("noisy_train.txt", "clean_val.txt", "clean_test.txt")]
+    _require("clothing1m", root, lists,
+             "  <data.root>/clothing1m/annotations/noisy_train.txt, clean_val.txt, clean_test.txt\n"
+             "  (lines 'images/<dir>/<file>.jpg <label 0-13>') and the images they name under <data.root>/clothing1m/")
+    (train_files, train_labels), (val_files, val_labels), (test_files, test_labels) = map(read_file_list, lists)
+    return FileListSource(name="clothing1m", root=root, train_files=train_files, train_labels=train_labels,
+                          test_files=test_files, test_labels=test_labels, class_names=CLOTHING1M_CLASSES,
+                          val_files=val_files, val_labels=val_labels, real_noise=True)
+
+
+def load_webvision(root: str | Path, download: bool = False, num_classes: int = 50,
+                   imagenet_root: str | Path | None = None) -> FileListSource:
+    """Mini-WebVision: the first `num_classes` classes of WebVision 1.0's Google subset.
+
+    ROOT/webvision/info/{train_filelist_google.txt, val_filelist.txt} (training paths relative to
+    ROOT/webvision, validation files under ROOT/webvision/val_images_256/); class names from
+    info/synsets.txt when present. With `imagenet_root`, the ILSVRC12 validation images of the same classes
+    (IMAGENET_ROOT/val/<wnid>/*.JPEG, wnids from info/synsets.txt) are a second test set, "ilsvrc12".
+    """
+    root = Path(root) / "webvision"
+    info = root / "info"
+    _require("webvision", root, [info / "train_filelist_google.txt", info / "val_filelist.txt"],
+             "  <data.root>/webvision/info/train_filelist_google.txt, val_filelist.txt (and synsets.txt),\n"
+             "  <data.root>/webvision/google/<query>/<file>.jpg, <data.root>/webvision/val_images_256/<file>.jpg")
+    train_files, train_labels = read_file_list(info / "train_filelist_google.txt", keep_below=num_classes)
+    val_files, val_labels = read_file_list(info / "val_filelist.txt", keep_below=num_classes)
+    val_files = [f"val_images_256/{f}" for f in val_files]
+    synsets_file = info / "synsets.txt"
+    synsets = synsets_file.read_text().split("\n")[:num_classes] if synsets_file.is_file() else []
+    wnids = [line.split()[0] for line in synsets if line.strip()]
+    class_names = tuple(" ".join(line.split()[1:]) or line for line in synsets if line.strip())
+    if len(class_names) != num_classes:
+        class_names = tuple(str(i) for i in range(num_classes))
+    extra = {}
+    if imagenet_root is not None:
+        extra["ilsvrc12"] = _imagenet_val(Path(imagenet_root), wnids, num_classes)
+    return FileListSource(name="webvision", root=root, train_files=train_files, train_labels=train_labels,
+                          test_files=val_files, test_labels=val_labels, class_names=class_names,
+                          extra_tests=extra, real_noise=True, color_jitter=0.4)
+
+
+def _imagenet_val(imagenet_root: Path, wnids: list[str], num_classes: int) -> tuple[Path, list[str], np.ndarray]:
+    folder = imagenet_root / "val"
+    if len(wnids) < num_classes:
+        raise DatasetNotFoundError("webvision (ILSVRC12 class ids)", imagenet_root,
+                                   "  <data.root>/webvision/info/synsets.txt: one WordNet id per line, in class order")
+    files, labels = [], []
+    for label, wnid in enumerate(wnids[:num_classes]):
+        class_dir = folder / wnid
+        if not class_dir.is_dir():
+            raise DatasetNotFoundError("ILSVRC12 validation", class_dir,
+                                       "  <data.imagenet_root>/val/<wnid>/<file>.JPEG (ImageNet's validation set "
+                                       "sorted into one folder per class)")
+        for path in sorted(p for p in class_dir.iterdir() if p.suffix in IMAGE_SUFFIXES):
+            files.append(f"{wnid}/{path.name}")
+            labels.append(label)
+    return folder, files, np.asarray(labels, dtype=np.int64)
+
+
+def _scan(folder: Path, classes: list[str]) -> tuple[list[str], np.ndarray]:
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        for path in sorted(p for p in (folder / name).rglob("*") if p.suffix in IMAGE_SUFFIXES):
+            files.append(str(path.relative_to(folder)))
+            labels.append(label)
+    return files, np.asarray(labels, dtype=np.int64)
+
+
+def load_image_folder(root: str | Path, download: bool = False, name: str = "imagenet_folder",
+                      train_dir: str = "train", test_dir: str = "val", image_size: int = 224) -> FileListSource:
+    """An ImageNet-style folder: ROOT/<name>/<train_dir>/<class>/*.jpg and ROOT/<name>/<test_dir>/<class>/*.jpg;
+    classes are the sorted sub-folder names of the training folder."""
+    base = Path(root) / name
+    train, test = base / train_dir, base / test_dir
+    if not train.is_dir() or not test.is_dir():
+        raise DatasetNotFoundError(name, base, f"  <data.root>/{name}/{train_dir}/<class>/<image>\n"
+                                               f"  <data.root>/{name}/{test_dir}/<class>/<image>")
+    classes = sorted(p.name for p in train.iterdir() if p.is_dir())
+    train_files, train_labels = _scan(train, classes)
+    test_files, test_labels = _scan(test, classes)
+    if not len(train_files):
+        raise DatasetNotFoundError(name, train, f"  image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in class folders")
+    return FileListSource(name=name, root=base, train_files=[f"{train_dir}/{f}" for f in train_files],
+                          train_labels=train_labels, test_files=[f"{test_dir}/{f}" for f in test_files],
+                          test_labels=test_labels, class_names=tuple(classes), image_size=image_size)

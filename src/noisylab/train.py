@@ -100,8 +100,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         log.info("realised transition matrix P(noisy | clean):\n%s", np.array2string(labels.transition, precision=3))
     if rank_zero_only.rank == 0:
         record_noisy_labels(labels, output_dir / "noisy_labels.npz")
+        if cfg.eval.get("plots", True):
+            from noisylab import plots
+
+            plots.transition_matrix(output_dir / "plots" / "transition_matrix.png", labels.transition)
 
     method = build_method(cfg, datamodule)
+    method.evaluator.plot_dir = output_dir / "plots"
     trainer = build_trainer(cfg)
     for logger in trainer.loggers:
         logger.log_metrics({"noise/realised_rate": labels.rate}, step=0)

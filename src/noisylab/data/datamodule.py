@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from noisylab.data.augment import BatchAugment
 from noisylab.data.dataset import IndexedTensorDataset, keep_batch
-from noisylab.data.ood import HeldOutClasses
+from noisylab.data.ood import HeldOutClasses, OODSet
 from noisylab.data.sampler import EpochPermutationSampler
 from noisylab.data.source import ImageSource
 from noisylab.noise.base import NoiseModel, NoNoise
@@ -40,7 +40,8 @@ class NoisyLabelDataModule(L.LightningDataModule):
         official_val: datasets that come with a validation split of their own (Clothing1M's clean
             validation set) use it instead of a split of the training set.
         split_seed, shuffle_seed: seed the validation split and the per-epoch shuffling.
-        ood: named OOD specs; `holdout` (HeldOutClasses) removes classes from training.
+        ood: named OOD specs: `holdout` (HeldOutClasses) removes classes from training; each OODSet adds
+            the test set "ood/<name>".
     """
 
     def __init__(
@@ -60,7 +61,7 @@ class NoisyLabelDataModule(L.LightningDataModule):
         shuffle_seed: int = 0,
         augment: Mapping[str, Any] | None = None,
         asymmetric_map: Mapping[int, int] | None = None,
-        ood: Mapping[str, HeldOutClasses] | None = None,
+        ood: Mapping[str, HeldOutClasses | OODSet] | None = None,
         num_workers: int = 0,
     ) -> None:
         super().__init__()
@@ -139,6 +140,10 @@ class NoisyLabelDataModule(L.LightningDataModule):
             test_out = np.flatnonzero(~np.isin(source.test_labels, class_ids))
             unknown = np.full(len(test_out), -1, dtype=np.int64)
             self.test_sets[f"ood/{HeldOutClasses.name}"] = source.dataset("test", test_out, unknown, unknown)
+        for name, spec in self.ood_specs.items():
+            if isinstance(spec, OODSet):
+                self.test_sets[f"ood/{name}"] = spec.dataset(self.root, source.image_shape,
+                                                             in_memory=isinstance(source, ImageSource))
         # The validation split (temperature fitting) and the training split, un-augmented (noise
         # detection and drainage of mislabeled samples), evaluated after training.
         self.test_sets["val"] = self.val_set

@@ -31,16 +31,18 @@ def file_transform(train: bool, size: int = 224, resize: int = 256, color_jitter
 
 
 class FileDataset(Dataset):
-    """(image uint8 CHW, label, index, clean label) decoded from `root / files[i]` on access."""
+    """(image uint8 CHW, label, index, clean label) decoded from `root / files[i]` on access (RGB, or
+    grey for OOD images shown to a grey-scale model)."""
 
     def __init__(self, root: Path, files: Sequence[str], labels: np.ndarray, clean: np.ndarray,
-                 index: np.ndarray, transform: v2.Compose) -> None:
+                 index: np.ndarray, transform: v2.Compose, grey: bool = False) -> None:
         self.root = Path(root)
         self.files = list(files)
         self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64))
         self.clean = torch.from_numpy(np.asarray(clean, dtype=np.int64))
         self.index = torch.from_numpy(np.asarray(index, dtype=np.int64))
         self.transform = transform
+        self.mode = ImageReadMode.GRAY if grey else ImageReadMode.RGB
 
     def __len__(self) -> int:
         return len(self.files)
@@ -48,7 +50,7 @@ class FileDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         path = self.root / self.files[i]
         try:
-            image = decode_image(str(path), mode=ImageReadMode.RGB)
+            image = decode_image(str(path), mode=self.mode)
         except (RuntimeError, OSError) as exc:
             raise OSError(f"cannot read image {path}: {exc}") from exc
         return self.transform(image), self.labels[i], self.index[i], self.clean[i]

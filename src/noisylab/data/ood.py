@@ -1,10 +1,21 @@
-"""Held-out classes as out-of-distribution data (the drainage paper's open-set protocol; works offline)."""
+"""OOD data: held-out classes (the drainage paper's open-set protocol; works offline) and OOD datasets."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from noisylab.data.dataset import IndexedTensorDataset
+from noisylab.data.errors import DatasetNotFoundError
+from noisylab.data.files import FileDataset, file_transform
+from noisylab.data.folders import IMAGE_SUFFIXES
+from noisylab.data.source import ImageSource
 
 
 class HeldOutClasses:
@@ -39,3 +50,89 @@ class HeldOutClasses:
                 "detect; hold out at least 1 class and keep at least 2 (ood.holdout.num_classes)"
             )
         return chosen
+
+
+def convert_images(images: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """uint8 (N, C, H, W) images in another dataset's shape: grey <-> RGB, then resized (antialiased)."""
+    channels, height, width = shape
+    if images.shape[1] != channels:
+        if channels == 1:  # luminance
+            weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            images = (images.float() * weights).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+        else:
+            images = images.expand(-1, channels, -1, -1)
+    if tuple(images.shape[2:]) != (height, width):
+        resized = F.interpolate(images.float(), size=(height, width), mode="bilinear", antialias=True,
+                                align_corners=False)
+        images = resized.round().clamp(0, 255).to(torch.uint8)
+    return images.contiguous()
+
+
+class OODSet:
+    """An out-of-distribution test set: another dataset's test images, or every image file in a folder.
+
+    Images are converted to the in-distribution shape (channels and size) and normalised like it, so any
+    set works with any training data. Give `source` (a loader returning an ImageSource, e.g.
+    load_svhn) or `folder` (a path under the data root, or absolute, searched recursively for images).
+
+    Args:
+        root: where the source's files are; defaults to the training data's root (data.root).
+        max_samples: use a seeded random subset of at most this many images.
+    """
+
+    def __init__(self, source: Callable[..., ImageSource] | None = None, folder: str | None = None,
+                 root: str | None = None, max_samples: int | None = None, seed: int = 0,
+                 source_kwargs: dict | None = None) -> None:
+        if (source is None) == (folder is None):
+            raise ValueError("an OOD set needs exactly one of `source` (a dataset loader) or `folder` (image files)")
+        self.source, self.folder, self.root = source, folder, root
+        self.max_samples, self.seed = max_samples, int(seed)
+        self.source_kwargs = dict(source_kwargs or {})
+
+    def _subset(self, n: int) -> np.ndarray:
+        if self.max_samples is None or n <= self.max_samples:
+            return np.arange(n)
+        return np.sort(np.random.default_rng(self.seed).choice(n, self.max_samples, replace=False))
+
+    def dataset(self, data_root: Path, shape: tuple[int, int, int], in_memory: bool) -> Dataset:
+        """Images labelled -1, in the in-distribution `shape`; in memory when the training data is."""
+        root = Path(self.root).expanduser() if self.root else data_root
+        if self.source is not None:
+            source = self.source(root=root, **self.source_kwargs)
+            chosen = self._subset(len(source.test_labels))
+            images = torch.from_numpy(source.test_images[chosen])
+            unknown = torch.full((len(chosen),), -1, dtype=torch.long)
+            if in_memory:
+                return IndexedTensorDataset(convert_images(images, shape), unknown, unknown)
+            return _ConvertedTensors(images, shape)
+        folder = Path(self.folder).expanduser()
+        folder = folder if folder.is_absolute() else root / folder
+        files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix in IMAGE_SUFFIXES) \
+            if folder.is_dir() else []
+        if not files:
+            raise DatasetNotFoundError(f"OOD folder {self.folder}", folder,
+                                       "  image files (.jpg, .png, ...) anywhere below this folder")
+        chosen = self._subset(len(files))
+        unknown = np.full(len(chosen), -1, dtype=np.int64)
+        channels, height, width = shape
+        if in_memory:
+            transform = v2.Compose([v2.Resize((height, width), antialias=True)])
+        else:
+            transform = file_transform(train=False, size=height)
+        return FileDataset(folder, [files[i] for i in chosen], unknown, unknown, np.arange(len(chosen)),
+                           transform, grey=channels == 1)
+
+
+class _ConvertedTensors(Dataset):
+    """In-memory OOD images served one by one (for file-based training data, whose batches are collated)."""
+
+    def __init__(self, images: torch.Tensor, shape: tuple[int, int, int]) -> None:
+        self.images, self.shape = images, shape
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        image = convert_images(self.images[i : i + 1], self.shape)[0]
+        unknown = torch.tensor(-1)
+        return image, unknown, torch.tensor(i), unknown

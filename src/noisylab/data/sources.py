@@ -192,3 +192,83 @@ def load_cifar100(root: str | Path, download: bool = False) -> ImageSource:
         mean=(0.5071, 0.4865, 0.4409),
         std=(0.2673, 0.2564, 0.2762),
     )
+
+
+def load_svhn(root: str | Path, download: bool = False) -> ImageSource:
+    """SVHN (cropped digits) from torchvision's layout: ROOT/{train_32x32.mat, test_32x32.mat}; label 10 is 0."""
+    from scipy.io import loadmat
+
+    root = Path(root)
+    files = [root / "train_32x32.mat", root / "test_32x32.mat"]
+    if download and not all(f.is_file() for f in files):
+        from torchvision.datasets import SVHN
+
+        for split in ("train", "test"):
+            SVHN(str(root), split=split, download=True)
+    if not all(f.is_file() for f in files):
+        raise DatasetNotFoundError("svhn", root, "  <data.root>/train_32x32.mat, test_32x32.mat (SVHN format 2)",
+                                   "set data.download=true on a machine with network access")
+    splits = []
+    for f in files:
+        mat = loadmat(f)
+        images = np.ascontiguousarray(np.asarray(mat["X"], dtype=np.uint8).transpose(3, 2, 0, 1))
+        splits.append((images, np.asarray(mat["y"], dtype=np.int64).reshape(-1) % 10))
+    (train_x, train_y), (test_x, test_y) = splits
+    return ImageSource(name="svhn", train_images=train_x, train_labels=train_y, test_images=test_x,
+                       test_labels=test_y, class_names=tuple(str(d) for d in range(10)),
+                       mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970))
+
+
+def _load_mnist_like(name: str, folder: str, root: str | Path, download: bool, torchvision_class: str,
+                     mean: float, std: float) -> ImageSource:
+    """Datasets in MNIST's IDX layout under ROOT/<folder>/raw (FashionMNIST, KMNIST)."""
+    raw = Path(root) / folder / "raw"
+    stems = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    if download and any(_find(raw, s) is None for s in stems):
+        import torchvision.datasets
+
+        getattr(torchvision.datasets, torchvision_class)(str(root), train=True, download=True)
+    files = [_find(raw, s) for s in stems]
+    if any(f is None for f in files):
+        layout = f"  <data.root>/{folder}/raw/{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte (.gz also works)"
+        raise DatasetNotFoundError(name, raw, layout, "set data.download=true on a machine with network access")
+    train_x, train_y, test_x, test_y = (_read_idx(f) for f in files)  # type: ignore[arg-type]
+    return ImageSource(name=name, train_images=np.ascontiguousarray(train_x[:, None]),
+                       train_labels=train_y.astype(np.int64), test_images=np.ascontiguousarray(test_x[:, None]),
+                       test_labels=test_y.astype(np.int64), class_names=tuple(str(d) for d in range(10)),
+                       mean=(mean,), std=(std,))
+
+
+def load_fashion_mnist(root: str | Path, download: bool = False) -> ImageSource:
+    """Fashion-MNIST from torchvision's layout: ROOT/FashionMNIST/raw/*-ubyte."""
+    return _load_mnist_like("fashion_mnist", "FashionMNIST", root, download, "FashionMNIST", 0.2860, 0.3530)
+
+
+def load_kmnist(root: str | Path, download: bool = False) -> ImageSource:
+    """Kuzushiji-MNIST from torchvision's layout: ROOT/KMNIST/raw/*-ubyte."""
+    return _load_mnist_like("kmnist", "KMNIST", root, download, "KMNIST", 0.1918, 0.3483)
+
+
+def load_photo_patches(root: str | Path | None = None, download: bool = False, num: int = 1000, size: int = 32,
+                       seed: int = 0) -> ImageSource:
+    """Grey patches cut from the two photographs that ship with scikit-learn (china.jpg, flower.jpg).
+
+    Natural-image texture that is not a digit: an offline far-OOD set for `data=digits`. Patches are
+    `size` pixels square at random positions, converted to grey; the OOD loader resizes them to the
+    in-distribution shape. Their "labels" (the photo each came from) are not used.
+    """
+    from sklearn.datasets import load_sample_images
+
+    luminance = np.array([0.299, 0.587, 0.114])
+    photos = [np.asarray(img, dtype=np.float64) @ luminance for img in load_sample_images().images]
+    rng = np.random.default_rng(seed)
+    patches, labels = [], []
+    for i in range(num):
+        photo = photos[i % len(photos)]
+        y, x = rng.integers(0, photo.shape[0] - size), rng.integers(0, photo.shape[1] - size)
+        patches.append(photo[y : y + size, x : x + size])
+        labels.append(i % len(photos))
+    images = np.round(np.stack(patches)).clip(0, 255).astype(np.uint8)[:, None]
+    y = np.asarray(labels, dtype=np.int64)
+    return ImageSource(name="photo_patches", train_images=images[:0], train_labels=y[:0], test_images=images,
+                       test_labels=y, class_names=("china", "flower"), mean=(0.5,), std=(0.25,))

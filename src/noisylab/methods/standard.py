@@ -139,7 +139,7 @@ class StandardMethod(L.LightningModule):
     def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> None:
         x, y, index, clean = batch
         name = self.trainer.datamodule.test_set_names[dataloader_idx]
-        self.evaluator.add(name, self(x), y, index, clean)
+        self.evaluator.add(name, self.head, self(x), y, index, clean)
 
     def on_test_epoch_end(self) -> None:
         metrics = self.evaluator.compute(self, self.head, self.trainer.datamodule.test_set_names)

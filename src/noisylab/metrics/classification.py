@@ -30,3 +30,34 @@ def drainage_metrics(drained: torch.Tensor, correct: torch.Tensor) -> dict[str, 
     if kept.any():
         out["selective_acc"] = correct[kept].float().mean().item()
     return out
+
+
+def brier_score(class_logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean over samples of sum_k (p_k - [k = y])^2 (multi-class Brier score, in [0, 2])."""
+    probs = class_logits.float().softmax(1)
+    target = F.one_hot(labels, probs.shape[1]).float()
+    return ((probs - target) ** 2).sum(1).mean().item()
+
+
+def risk_coverage(confidence: torch.Tensor, correct: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(coverage, risk): accept the most confident samples first; risk = error rate among those accepted.
+
+    Ties in confidence are accepted together (one point per distinct confidence), so the curve does not
+    depend on the order of tied samples.
+    """
+    order = torch.argsort(confidence.double(), descending=True, stable=True)
+    conf, errors = confidence.double()[order], (~correct.bool()[order]).double()
+    cumulative_errors = errors.cumsum(0)
+    last_of_tie = torch.ones_like(conf, dtype=torch.bool)
+    last_of_tie[:-1] = conf[1:] != conf[:-1]
+    accepted = torch.arange(1, len(conf) + 1, dtype=torch.float64)[last_of_tie]
+    return accepted / len(conf), cumulative_errors[last_of_tie] / accepted
+
+
+def selective_metrics(confidence: torch.Tensor, correct: torch.Tensor, coverage: float = 0.9) -> dict[str, float]:
+    """aurc: area under the risk-coverage curve (mean selective risk, Geifman et al. 2019, as a step function
+    over samples); acc_at_<coverage>: accuracy on the `coverage` share of most confident samples."""
+    coverages, risks = risk_coverage(confidence, correct)
+    counts = torch.diff(torch.cat([torch.zeros(1, dtype=torch.float64), coverages]))  # share of samples per step
+    at = min(int(torch.searchsorted(coverages, torch.tensor(coverage, dtype=torch.float64))), len(risks) - 1)
+    return {"aurc": float((risks * counts).sum()), f"acc_at_{round(coverage * 100)}": float(1.0 - risks[at])}

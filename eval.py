@@ -1,0 +1,20 @@
+"""Evaluate a checkpoint: `python eval.py ckpt_path=<run>/checkpoints/best.ckpt ood=[svhn,cifar100]`.
+
+See README.md; the configuration lives in conf/evaluate.yaml.
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from noisylab.cli import report_user_errors
+from noisylab.evaluate import evaluate
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+@report_user_errors
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

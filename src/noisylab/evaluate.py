@@ -1,0 +1,71 @@
+"""Evaluate a saved checkpoint with the data, noise and model of the run that made it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from noisylab.report_table import print_metrics
+from noisylab.run_folder import record_noisy_labels
+from noisylab.train import build_datamodule, build_method
+
+log = logging.getLogger(__name__)
+
+
+def run_config_of(checkpoint_path: Path) -> DictConfig:
+    """The resolved config stored in a noisylab checkpoint."""
+    if not checkpoint_path.is_file():
+        raise FileNotFoundError(f"ckpt_path={checkpoint_path}: no such checkpoint")
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    config = checkpoint.get("hyper_parameters", {}).get("run_config")
+    if config is None:
+        raise ValueError(f"{checkpoint_path} holds no run config; it was not written by noisylab's train.py")
+    return OmegaConf.create(config)
+
+
+def _keep_previous(path: Path) -> None:
+    """Results are never overwritten: an earlier eval.json moves aside, named by its time."""
+    if path.exists():
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
+        path.rename(path.with_name(f"{path.stem}.{stamp}{path.suffix}"))
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Test the checkpoint on its test set, its training run's OOD sets and `cfg.ood`; write eval.json."""
+    checkpoint = Path(to_absolute_path(str(cfg.ckpt_path)))
+    run_cfg = run_config_of(checkpoint)
+    run_dir = checkpoint.parent.parent
+    with open_dict(run_cfg):
+        if cfg.data_root:
+            run_cfg.data.root = str(Path(to_absolute_path(str(cfg.data_root))))
+        run_cfg.ood = OmegaConf.merge(run_cfg.get("ood") or {}, cfg.ood or {})
+        run_cfg.eval = cfg.eval
+
+    datamodule = build_datamodule(run_cfg)
+    saved_labels = run_dir / "noisy_labels.npz"
+    if saved_labels.exists():
+        record_noisy_labels(datamodule.labels, saved_labels)  # checks they are the run's labels
+    method = build_method(run_cfg, datamodule)
+    method.evaluator.plot_dir = run_dir / "eval_plots"
+    trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=False,
+                        enable_checkpointing=False, enable_model_summary=False)
+    metrics: dict[str, Any] = {}
+    for per_loader in trainer.test(method, datamodule=datamodule, ckpt_path=str(checkpoint), verbose=False):
+        metrics.update(per_loader)
+    metrics["checkpoint"] = str(checkpoint)
+    metrics["ood_sets"] = [name for name in datamodule.test_set_names if name.startswith("ood/")]
+    if trainer.is_global_zero:
+        out = run_dir / "eval.json"
+        _keep_previous(out)
+        out.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        print_metrics(metrics, title=f"noisylab evaluation ({checkpoint})")
+        log.info("wrote %s", out)
+    return metrics

@@ -1,0 +1,112 @@
+"""Evaluation: selective classification, Brier, noise-detection precision, OOD sets and eval.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from noisylab.data import DatasetNotFoundError, OODSet
+from noisylab.data.ood import convert_images
+from noisylab.data.sources import load_cifar10, load_photo_patches
+from noisylab.metrics.classification import brier_score, risk_coverage, selective_metrics
+from noisylab.metrics.noise_detection import precision_at_noise_rate
+from tests.conftest import QUICK, REPO, read_metrics, run_train
+from tests.fixtures import write_cifar10, write_image_folder
+
+
+def test_selective_metrics_by_hand() -> None:
+    confidence = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5])
+    correct = torch.tensor([True, False, True, True, False])
+    coverage, risk = risk_coverage(confidence, correct)
+    np.testing.assert_allclose(coverage.numpy(), [0.2, 0.4, 0.6, 0.8, 1.0])
+    np.testing.assert_allclose(risk.numpy(), [0, 1 / 2, 1 / 3, 1 / 4, 2 / 5])
+    found = selective_metrics(confidence, correct, coverage=0.6)
+    assert found["aurc"] == pytest.approx(np.mean([0, 1 / 2, 1 / 3, 1 / 4, 2 / 5]))
+    assert found["acc_at_60"] == pytest.approx(2 / 3)
+
+
+def test_risk_coverage_treats_ties_as_one_step() -> None:
+    coverage, risk = risk_coverage(torch.tensor([0.5, 0.5, 0.5, 0.1]), torch.tensor([True, False, True, True]))
+    np.testing.assert_allclose(coverage.numpy(), [0.75, 1.0])
+    np.testing.assert_allclose(risk.numpy(), [1 / 3, 1 / 4])
+
+
+def test_brier_score_against_numpy() -> None:
+    logits, labels = torch.randn(50, 4), torch.randint(0, 4, (50,))
+    p = torch.softmax(logits.double(), 1).numpy()
+    expected = ((p - np.eye(4)[labels.numpy()]) ** 2).sum(1).mean()
+    assert brier_score(logits, labels) == pytest.approx(expected, rel=1e-5)
+
+
+def test_precision_at_the_true_noise_rate() -> None:
+    scores = torch.tensor([0.9, 0.8, 0.1, 0.7, 0.2])
+    noisy = torch.tensor([True, False, False, True, False])
+    assert precision_at_noise_rate(scores, noisy) == pytest.approx(0.5)  # top 2: samples 0 (noisy) and 1 (clean)
+
+
+def test_convert_images_between_shapes() -> None:
+    rgb = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
+    rgb[:, 0] = 255  # pure red
+    grey = convert_images(rgb, (1, 8, 8))
+    assert grey.shape == (2, 1, 8, 8) and grey.dtype == torch.uint8 and int(grey[0, 0, 0, 0]) == 76  # 0.299 * 255
+    back = convert_images(grey, (3, 28, 28))
+    assert back.shape == (2, 3, 28, 28) and torch.equal(back[:, 0], back[:, 2])
+
+
+def test_ood_sets_from_a_dataset_and_from_a_folder(tmp_path: Path) -> None:
+    write_cifar10(tmp_path, n_test=40)
+    from_source = OODSet(source=load_cifar10, max_samples=25).dataset(tmp_path, (1, 8, 8), in_memory=True)
+    images, labels, index, _ = from_source.__getitems__(list(range(25)))
+    assert images.shape == (25, 1, 8, 8) and torch.all(labels == -1) and len(from_source) == 25
+    write_image_folder(tmp_path, name="somewhere")
+    from_folder = OODSet(folder="somewhere").dataset(tmp_path, (3, 32, 32), in_memory=True)
+    assert len(from_folder) == 27 and from_folder[0][0].shape == (3, 32, 32)
+    grey = OODSet(folder=str(tmp_path / "somewhere")).dataset(Path("/nonexistent"), (1, 8, 8), in_memory=True)
+    assert grey[0][0].shape == (1, 8, 8)
+
+
+def test_missing_ood_data_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(DatasetNotFoundError, match="cifar-10-batches-py"):
+        OODSet(source=load_cifar10).dataset(tmp_path, (3, 32, 32), in_memory=True)
+    with pytest.raises(DatasetNotFoundError, match="image files"):
+        OODSet(folder="missing").dataset(tmp_path, (3, 32, 32), in_memory=True)
+    with pytest.raises(ValueError, match="exactly one"):
+        OODSet()
+
+
+def test_photo_patches_ship_with_scikit_learn() -> None:
+    source = load_photo_patches(num=50)
+    assert source.test_images.shape == (50, 1, 32, 32) and source.test_images.dtype == np.uint8
+    assert source.test_images.std() > 10  # texture, not blank
+
+
+@pytest.mark.slow
+def test_eval_py_reproduces_the_training_runs_test_metrics_and_adds_ood_sets(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run_train([f"hydra.run.dir={run}", *QUICK], cwd=tmp_path)
+    for name in ("transition_matrix", "ood_scores", "risk_coverage", "reliability"):
+        assert (run / "plots" / f"{name}.png").is_file(), name
+    import subprocess
+    import sys
+
+    command = [sys.executable, str(REPO / "eval.py"), f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}"]
+    for _ in range(2):  # the second evaluation keeps the first one's eval.json
+        proc = subprocess.run([*command, "ood=[photo_patches]"], cwd=tmp_path, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test/acc" in proc.stdout
+    trained, evaluated = read_metrics(run), json.loads((run / "eval.json").read_text())
+    for key, value in trained.items():
+        same_sets = not key.startswith("test/ood/") or key.startswith("test/ood/holdout")
+        if key.startswith(("test/", "train/")) and same_sets:  # the mean over OOD sets now includes a new set
+            assert evaluated[key] == pytest.approx(value, abs=1e-6), key
+    assert "test/ood/photo_patches/auroc" in evaluated
+    assert evaluated["ood_sets"] == ["ood/holdout", "ood/photo_patches"]
+    assert len(list(run.glob("eval.*.json"))) == 1
+    assert (run / "eval_plots" / "ood_scores.png").is_file()
+    missing = subprocess.run([*command, "ood=[svhn]", f"data_root={tmp_path / 'nothing'}"], cwd=tmp_path,
+                             capture_output=True, text=True)
+    assert missing.returncode != 0 and "test_32x32.mat" in missing.stderr

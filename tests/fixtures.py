@@ -126,3 +126,15 @@ def write_image_folder(root: Path, name: str = "imagenet_folder", classes: int =
             for i in range(n):
                 _jpeg(root / name / split / f"class_{c}" / f"{i}.jpg", rng, c)
     return root / name
+
+
+def write_svhn(root: Path, n: int = 30, seed: int = 0) -> Path:
+    """<root>/{train,test}_32x32.mat in SVHN's format 2: X (32, 32, 3, N) uint8, y (N, 1) with 10 for digit 0."""
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "test"):
+        y = rng.integers(1, 11, size=(n, 1))
+        savemat(root / f"{split}_32x32.mat", {"X": rng.integers(0, 256, size=(32, 32, 3, n)).astype(np.uint8), "y": y})
+    return root

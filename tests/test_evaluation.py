@@ -110,3 +110,44 @@ def test_eval_py_reproduces_the_training_runs_test_metrics_and_adds_ood_sets(tmp
     missing = subprocess.run([*command, "ood=[svhn]", f"data_root={tmp_path / 'nothing'}"], cwd=tmp_path,
                              capture_output=True, text=True)
     assert missing.returncode != 0 and "test_32x32.mat" in missing.stderr
+
+
+def test_svhn_and_mnist_like_ood_sources(tmp_path: Path) -> None:
+    from scipy.io import loadmat
+
+    from noisylab.data.sources import load_fashion_mnist, load_kmnist, load_svhn
+    from tests.fixtures import write_mnist, write_svhn
+
+    write_svhn(tmp_path)
+    source = load_svhn(tmp_path)
+    raw = loadmat(tmp_path / "test_32x32.mat")
+    assert source.test_images.shape == (30, 3, 32, 32)
+    assert np.array_equal(source.test_images[4].transpose(1, 2, 0), raw["X"][..., 4])
+    assert np.array_equal(source.test_labels, raw["y"].reshape(-1) % 10) and source.test_labels.max() <= 9
+    write_mnist(tmp_path / "fm")
+    (tmp_path / "fm" / "MNIST").rename(tmp_path / "fm" / "FashionMNIST")
+    assert load_fashion_mnist(tmp_path / "fm").test_images.shape == (100, 1, 28, 28)
+    with pytest.raises(DatasetNotFoundError, match="KMNIST"):
+        load_kmnist(tmp_path)
+
+
+@pytest.mark.slow
+def test_eval_under_ddp_counts_every_sample_once(tmp_path: Path) -> None:
+    """Two processes (the test sets are split, padded and gathered) give exactly the single-process metrics."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    run_train([f"hydra.run.dir={run}", *QUICK], cwd=tmp_path)
+    command = [sys.executable, str(REPO / "eval.py"), f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+               "ood=[photo_patches]", "eval.plots=false"]
+    results = []
+    for extra in ([], ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp"]):
+        proc = subprocess.run([*command, *extra], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results.append(json.loads((run / "eval.json").read_text()))
+    single, ddp = results
+    numeric = [k for k, v in single.items() if isinstance(v, float)]
+    assert len(numeric) > 30
+    for key in numeric:
+        assert ddp[key] == pytest.approx(single[key], abs=1e-6), key

@@ -99,3 +99,12 @@ def test_drainage_cifar10_preset_is_the_published_setting(tmp_path: Path) -> Non
     dismax = compose_config(tmp_path, ["experiment=dismax_cifar10"], quick=False)
     assert dismax.optim.nesterov and list(dismax.sched.milestones) == [150, 200, 250]
     assert dismax.trainer.max_epochs == 300 and dismax.data.batch_size == 64
+
+
+def test_more_dataset_configs_pick_their_models(tmp_path: Path) -> None:
+    assert compose_config(tmp_path, ["data=svhn"]).model._target_.endswith("CNN8")
+    assert compose_config(tmp_path, ["data=fashion_mnist"]).model._target_.endswith("CNN4")
+    for data, label_set in (("cifar10n", "worst"), ("cifar100n", "noisy")):
+        cfg = compose_config(tmp_path, [f"data={data}"])
+        assert cfg.noise._target_.endswith("HumanNoise") and cfg.data.human_labels.default_set == label_set
+        assert not cfg.ood

@@ -188,9 +188,15 @@ def test_noise_detection_auroc_matches_sklearn(seed):
     scores = torch.rand(600, generator=g) * 0.7 + 0.3 * is_noisy.float()
     scores = torch.round(scores, decimals=2)
     got = noise_detection_metrics(scores, is_noisy)
-    assert set(got) == {"noise_detection_auroc"}
+    assert set(got) == {"noise_detection_auroc", "noise_detection_precision"}
     want = roc_auc_score(is_noisy.numpy(), scores.double().numpy())
     assert got["noise_detection_auroc"] == pytest.approx(want, abs=1e-5)
+    k = int(is_noisy.sum())  # precision among the k top-scored; ties at the cut may go either way
+    cut = np.sort(scores.numpy())[::-1][k - 1]
+    above, at = scores.numpy() > cut, scores.numpy() == cut
+    low = is_noisy.numpy()[above].sum() / k
+    high = (is_noisy.numpy()[above].sum() + min(is_noisy.numpy()[at].sum(), k - above.sum())) / k
+    assert low - 1e-9 <= got["noise_detection_precision"] <= high + 1e-9
 
 
 def test_noise_detection_accepts_integer_is_noisy():

@@ -176,3 +176,13 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path: Pa
     assert proc.returncode != 0
     assert "non-finite training loss" in proc.stdout + proc.stderr
     assert _digest(last) == before
+
+
+def test_channels_last_and_torch_compile(tmp_path: Path) -> None:
+    """Both options train, and checkpoints keep the plain parameter names (loadable without compile)."""
+    run = tmp_path / "run"
+    run_train(["method.channels_last=true", "method.compile=true", f"hydra.run.dir={run}", *QUICK[1:],
+               "trainer.max_epochs=1"], cwd=tmp_path)
+    assert np.isfinite(read_metrics(run)["test/acc"])
+    weights = _weights(run / "checkpoints" / "last.ckpt")
+    assert not any("_orig_mod" in key for key in weights)

@@ -35,6 +35,7 @@ class NoisyLabelDataModule(L.LightningDataModule):
         download: let the source fetch missing files (torchvision's downloaders; needs network).
         noise: the noise model applied to the training labels.
         asymmetric_map: the dataset's conventional class confusion map (read by `noise=asymmetric`).
+        human_labels: {path, default_set} of the dataset's human label file (read by `noise=human`).
         val_size: samples split off the noisy training set for validation (fraction if < 1).
         clean_val: validate on the clean labels of that split instead (an oracle setting; off by default).
         official_val: datasets that come with a validation split of their own (Clothing1M's clean
@@ -61,6 +62,7 @@ class NoisyLabelDataModule(L.LightningDataModule):
         shuffle_seed: int = 0,
         augment: Mapping[str, Any] | None = None,
         asymmetric_map: Mapping[int, int] | None = None,
+        human_labels: Mapping[str, str] | None = None,
         ood: Mapping[str, HeldOutClasses | OODSet] | None = None,
         num_workers: int = 0,
     ) -> None:
@@ -84,6 +86,7 @@ class NoisyLabelDataModule(L.LightningDataModule):
         self.shuffle_seed = int(shuffle_seed)
         self.augment_kwargs = dict(augment or {})
         self.asymmetric_map = asymmetric_map
+        self.human_labels = human_labels
         self.ood_specs = dict(ood or {})
         self.num_workers = int(num_workers)
         self.labels: NoisyLabels | None = None
@@ -112,7 +115,7 @@ class NoisyLabelDataModule(L.LightningDataModule):
             )
         kept = np.flatnonzero(np.isin(source.train_labels, class_ids))
         clean = to_contiguous[source.train_labels[kept]]
-        noisy = np.asarray(self.noise(clean, source.noise_images(kept), class_ids), dtype=np.int64)
+        noisy = np.asarray(self.noise(clean, source.noise_images(kept), class_ids, kept), dtype=np.int64)
         if noisy.shape != clean.shape or noisy.min(initial=0) < 0 or noisy.max(initial=0) >= len(class_ids):
             raise ValueError(f"noise model {self.noise!r} returned invalid labels")
         self.labels = NoisyLabels(noisy=noisy, clean=clean, num_classes=len(class_ids), class_ids=class_ids)

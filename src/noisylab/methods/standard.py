@@ -31,6 +31,9 @@ class StandardMethod(L.LightningModule):
             objective(net, criterion, x, y) -> (loss, outputs, targets for train/acc).
         l1: L1 penalty on the weights (the drainage reference's `delta`); BatchNorm and bias parameters are
             exempt unless `decay_norm_and_bias` is set, like weight decay.
+        channels_last: keep weights and inputs in channels-last memory format (faster convolutions with
+            mixed precision on recent GPUs).
+        compile: run the network through `torch.compile` (the state dict keeps its usual keys).
         decay_norm_and_bias: apply weight decay / L1 to BatchNorm and bias parameters too (as the
             reference code does); off by default.
         run_config: the run's resolved config as a plain dict, stored in checkpoints for reproducibility.
@@ -47,6 +50,8 @@ class StandardMethod(L.LightningModule):
         objective: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None,
         l1: float = 0.0,
         decay_norm_and_bias: bool = False,
+        channels_last: bool = False,
+        compile: bool = False,
         run_config: dict | None = None,
     ) -> None:
         super().__init__()
@@ -56,6 +61,11 @@ class StandardMethod(L.LightningModule):
             ignore=["backbone", "head", "criterion", "optimizer", "scheduler", "evaluator", "objective"]
         )
         self.net = Classifier(backbone, head)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        # A compiled *function*, not a module attribute: checkpoints keep the plain parameter names.
+        self._run_net = torch.compile(self.net.forward) if compile else self.net.forward
         self.head = head
         self.criterion = criterion
         self.optimizer_factory = optimizer
@@ -67,7 +77,9 @@ class StandardMethod(L.LightningModule):
         self.objective = objective
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=self.memory_format)
+        return self._run_net(x)
 
     # ------------------------------------------------------------------ per-sample losses
     # A criterion with per-sample state (e.g. truncated GCE) sets `needs_index = True`, may define
@@ -110,7 +122,7 @@ class StandardMethod(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         x, y, index, _ = batch
         if self.objective is not None:
-            loss, outputs, y = self.objective(self.net, self.criterion, x, y)
+            loss, outputs, y = self.objective(self, self.criterion, x, y)
         else:
             outputs = self(x)
             extra = {"index": index} if self._criterion_needs_index else {}

@@ -26,7 +26,8 @@ class AsymmetricNoise(NoiseModel):
             )
         self.class_map = {int(k): int(v) for k, v in class_map.items()}
 
-    def __call__(self, clean: np.ndarray, images: np.ndarray, class_ids: np.ndarray) -> np.ndarray:
+    def __call__(self, clean: np.ndarray, images: np.ndarray, class_ids: np.ndarray,
+                 positions: np.ndarray | None = None) -> np.ndarray:
         position = {int(c): k for k, c in enumerate(class_ids)}
         # Pairs whose source or target class is held out (as OOD) do not apply.
         mapping = {position[s]: position[d] for s, d in self.class_map.items() if s in position and d in position}

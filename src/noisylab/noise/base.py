@@ -12,7 +12,8 @@ class NoiseModel(ABC):
 
     Subclasses implement `__call__(clean, images, class_ids) -> noisy`: `clean` holds contiguous labels
     0..K-1 and `class_ids[k]` is the dataset's own id of label k (they differ when classes are held out
-    as OOD), so class maps written in dataset ids still apply. The same arguments and
+    as OOD), so class maps written in dataset ids still apply; `positions` are the samples' positions in
+    the dataset's training set (label files aligned with it, like CIFAR-N's, need them). The same arguments and
     seed give the same labels on every machine and every DDP rank: all randomness comes from a
     `numpy.random.Generator` built from `seed` inside the call.
     """
@@ -27,7 +28,8 @@ class NoiseModel(ABC):
         return np.random.default_rng(self.seed)
 
     @abstractmethod
-    def __call__(self, clean: np.ndarray, images: np.ndarray, class_ids: np.ndarray) -> np.ndarray:
+    def __call__(self, clean: np.ndarray, images: np.ndarray, class_ids: np.ndarray,
+                 positions: np.ndarray | None = None) -> np.ndarray:
         """Noisy labels for `clean` (int64, shape (n,)); `images` is uint8 (n, C, H, W); K = len(class_ids)."""
 
     def __repr__(self) -> str:
@@ -40,5 +42,6 @@ class NoNoise(NoiseModel):
     def __init__(self, seed: int = 0) -> None:
         super().__init__(rate=0.0, seed=seed)
 
-    def __call__(self, clean: np.ndarray, images: np.ndarray, class_ids: np.ndarray) -> np.ndarray:
+    def __call__(self, clean: np.ndarray, images: np.ndarray, class_ids: np.ndarray,
+                 positions: np.ndarray | None = None) -> np.ndarray:
         return clean.copy()

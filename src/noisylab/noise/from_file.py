@@ -21,7 +21,8 @@ class NoiseFromFile(NoiseModel):
                 f"noise=file: no file at {self.path}. Point noise.path at a run's noisy_labels.npz."
             )
 
-    def __call__(self, clean: np.ndarray, images: np.ndarray, class_ids: np.ndarray) -> np.ndarray:
+    def __call__(self, clean: np.ndarray, images: np.ndarray, class_ids: np.ndarray,
+                 positions: np.ndarray | None = None) -> np.ndarray:
         saved = NoisyLabels.load(self.path)
         if saved.clean.shape != clean.shape or not np.array_equal(saved.clean, clean):
             raise ValueError(

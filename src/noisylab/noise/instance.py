@@ -24,7 +24,8 @@ class InstanceNoise(NoiseModel):
         super().__init__(rate=rate, seed=seed)
         self.std = float(std)
 
-    def __call__(self, clean: np.ndarray, images: np.ndarray | None, class_ids: np.ndarray) -> np.ndarray:
+    def __call__(self, clean: np.ndarray, images: np.ndarray | None, class_ids: np.ndarray,
+                 positions: np.ndarray | None = None) -> np.ndarray:
         if images is None:
             raise ValueError(
                 "noise=instance needs the pixels of every training image, and this dataset is read from "

@@ -27,7 +27,8 @@ class WideBlock(nn.Module):
 class WideResNet(nn.Module):
     """WRN-depth-widen: three groups of (depth - 4) / 6 wide blocks, 16k, 32k, 64k channels (k = widen)."""
 
-    def __init__(self, in_channels: int, image_size: int, depth: int = 28, widen: int = 10, dropout: float = 0.0) -> None:
+    def __init__(self, in_channels: int, image_size: int, depth: int = 28, widen: int = 10,
+                 dropout: float = 0.0) -> None:
         super().__init__()
         if (depth - 4) % 6:
             raise ValueError(f"model.depth must be 6n + 4 for a Wide ResNet, got {depth}")

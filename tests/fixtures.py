@@ -138,3 +138,30 @@ def write_svhn(root: Path, n: int = 30, seed: int = 0) -> Path:
         y = rng.integers(1, 11, size=(n, 1))
         savemat(root / f"{split}_32x32.mat", {"X": rng.integers(0, 256, size=(32, 32, 3, n)).astype(np.uint8), "y": y})
     return root
+
+
+def write_animal10n(root: Path, n_train: int = 30, n_test: int = 10, seed: int = 0) -> Path:
+    """<root>/animal10n/{training,testing}/<label>_<id>.jpg (64x64)."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("training", n_train), ("testing", n_test)):
+        for i in range(n):
+            _jpeg(root / "animal10n" / split / f"{i % 10}_{i:05d}.jpg", rng, i % 10, size=(64, 64))
+    return root / "animal10n"
+
+
+def write_red_mini_imagenet(root: Path, noise_rate: float = 0.4, n_train: int = 40, n_test: int = 20,
+                            seed: int = 0) -> Path:
+    """<root>/mini-imagenet/{split/red_noise_nl_<rate>, split/clean_validation, all_images/, validation/}."""
+    rng = np.random.default_rng(seed)
+    base = root / "mini-imagenet"
+    (base / "split").mkdir(parents=True, exist_ok=True)
+    train, test = [], []
+    for i in range(n_train):
+        _jpeg(base / "all_images" / f"{i:08x}.jpg", rng, i % 20, size=(84, 84))
+        train.append(f"{i:08x}.jpg {i % 100}")
+    for i in range(n_test):
+        _jpeg(base / "validation" / f"n0{i:07d}.JPEG", rng, i % 20, size=(84, 84))
+        test.append(f"n0{i:07d}.JPEG {i % 100}")
+    (base / "split" / f"red_noise_nl_{noise_rate}").write_text("\n".join(train) + "\n")
+    (base / "split" / "clean_validation").write_text("\n".join(test) + "\n")
+    return base

@@ -86,3 +86,32 @@ def test_train_on_clothing1m_fixture(tmp_path: Path) -> None:
                "callbacks.progress_bar=null", "trainer.enable_model_summary=false"], cwd=tmp_path)
     metrics = read_metrics(run)
     assert 0 <= metrics["test/acc"] <= 1 and metrics["noise/realised_rate"] == 0.0
+
+
+def test_animal10n_labels_come_from_file_names(tmp_path: Path) -> None:
+    from noisylab.data.folders import load_animal10n
+    from tests.fixtures import write_animal10n
+
+    write_animal10n(tmp_path)
+    source = load_animal10n(tmp_path)
+    assert source.num_classes == 10 and source.image_shape == (3, 64, 64) and source.real_noise
+    assert source.train_labels.tolist() == [int(Path(f).name[0]) for f in source.train_files]
+    image = source.dataset("train", np.arange(3), source.train_labels[:3], source.train_labels[:3], augment=True)[0][0]
+    assert image.shape == (3, 64, 64)
+    with pytest.raises(DatasetNotFoundError, match="animal10n/training"):
+        load_animal10n(tmp_path / "nothing")
+
+
+def test_red_mini_imagenet_split_files_and_sizes(tmp_path: Path) -> None:
+    from noisylab.data.folders import load_red_mini_imagenet, red_split_name
+    from tests.fixtures import write_red_mini_imagenet
+
+    assert [red_split_name(r) for r in (0.0, 0.05, 0.4, 0.8)] == [
+        "red_noise_nl_0.0", "red_noise_nl_0.05", "red_noise_nl_0.4", "red_noise_nl_0.8"]
+    write_red_mini_imagenet(tmp_path, noise_rate=0.4)
+    source = load_red_mini_imagenet(tmp_path, noise_rate=0.4)
+    assert source.num_classes == 100 and len(source.train_files) == 40 and source.test_files[0].startswith("validation/")
+    eval_image = source.dataset("test", np.arange(2), source.test_labels[:2], source.test_labels[:2])[0][0]
+    assert eval_image.shape == (3, 32, 32)
+    with pytest.raises(DatasetNotFoundError, match="red_noise_nl_0.6"):
+        load_red_mini_imagenet(tmp_path, noise_rate=0.6)

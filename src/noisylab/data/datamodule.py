@@ -41,6 +41,8 @@ class NoisyLabelDataModule(L.LightningDataModule):
         official_val: datasets that come with a validation split of their own (Clothing1M's clean
             validation set) use it instead of a split of the training set.
         split_seed, shuffle_seed: seed the validation split and the per-epoch shuffling.
+        on_device: on a GPU, keep in-memory datasets (uint8) in GPU memory, so batches are gathered there
+            and nothing is copied per step.
         ood: named OOD specs: `holdout` (HeldOutClasses) removes classes from training; each OODSet adds
             the test set "ood/<name>".
     """
@@ -65,6 +67,7 @@ class NoisyLabelDataModule(L.LightningDataModule):
         human_labels: Mapping[str, str] | None = None,
         ood: Mapping[str, HeldOutClasses | OODSet] | None = None,
         num_workers: int = 0,
+        on_device: bool = True,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -89,6 +92,7 @@ class NoisyLabelDataModule(L.LightningDataModule):
         self.human_labels = human_labels
         self.ood_specs = dict(ood or {})
         self.num_workers = int(num_workers)
+        self.on_device = bool(on_device)
         self.labels: NoisyLabels | None = None
         self.augment: BatchAugment | None = None
 
@@ -180,6 +184,11 @@ class NoisyLabelDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         self.build()
         self._check_same_labels_on_every_rank()
+        if self.on_device and self.trainer is not None and self.trainer.strategy.root_device.type == "cuda":
+            device = self.trainer.strategy.root_device
+            for dataset in {id(d): d for d in (self.train_set, self.val_set, *self.test_sets.values())}.values():
+                if isinstance(dataset, IndexedTensorDataset):
+                    dataset.to(device)
 
     def _check_same_labels_on_every_rank(self) -> None:
         """Noise is a pure function of config and seed; this makes sure no rank saw other data or labels."""
@@ -196,10 +205,10 @@ class NoisyLabelDataModule(L.LightningDataModule):
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
         drop_last = shuffle and len(dataset) % batch_size == 1  # a batch of one breaks BatchNorm
         sampler = EpochPermutationSampler(len(dataset), self.shuffle_seed, self._epoch) if shuffle else None
-        batched = isinstance(dataset, IndexedTensorDataset)  # fetches whole batches itself
+        batched = isinstance(dataset, IndexedTensorDataset)  # fetches whole batches itself, in this process
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
-                          collate_fn=keep_batch if batched else None, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0,
+                          collate_fn=keep_batch if batched else None, num_workers=0 if batched else self.num_workers,
+                          persistent_workers=not batched and self.num_workers > 0,
                           pin_memory=not batched and torch.cuda.is_available())
 
     def _epoch(self) -> int:

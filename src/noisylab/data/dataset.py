@@ -28,11 +28,17 @@ class IndexedTensorDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
+    def to(self, device: torch.device) -> IndexedTensorDataset:
+        """Move the tensors (e.g. onto the GPU, where batches are then gathered without any copy)."""
+        self.images, self.labels = self.images.to(device), self.labels.to(device)
+        self.clean, self.index = self.clean.to(device), self.index.to(device)
+        return self
+
     def __getitem__(self, i: int) -> Batch:
         return self.images[i], self.labels[i], self.index[i], self.clean[i]
 
     def __getitems__(self, indices: Sequence[int]) -> Batch:
-        idx = torch.as_tensor(indices, dtype=torch.long)
+        idx = torch.as_tensor(indices, dtype=torch.long, device=self.images.device)
         return self.images[idx], self.labels[idx], self.index[idx], self.clean[idx]
 
 

@@ -17,11 +17,18 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def file_transform(train: bool, size: int = 224, resize: int = 256, color_jitter: float = 0.0) -> v2.Compose:
-    """ImageNet-style per-image transforms on uint8 tensors; normalisation happens later, batched.
+    """Per-image transforms on uint8 tensors; normalisation happens later, batched.
 
-    train: random resized crop to `size` and horizontal flip (+ optional colour jitter);
-    eval: resize the short side to `resize`, centre crop `size`.
+    ImageNet-style for large images: train: random resized crop to `size` and horizontal flip (+ optional
+    colour jitter); eval: resize the short side to `resize`, centre crop `size`. CIFAR-style for small
+    ones (size <= 64, e.g. Animal-10N, Red Mini-ImageNet at 32 px): resize to `size`, then for training a
+    random crop with size/8 padding and a flip.
     """
+    if size <= 64:
+        steps = [v2.Resize((size, size), antialias=True)]
+        if train:
+            steps += [v2.RandomCrop(size, padding=size // 8), v2.RandomHorizontalFlip()]
+        return v2.Compose(steps)
     if train:
         steps: list[v2.Transform] = [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]
         if color_jitter:

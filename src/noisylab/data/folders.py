@@ -134,3 +134,49 @@ def load_image_folder(root: str | Path, download: bool = False, name: str = "ima
     return FileListSource(name=name, root=base, train_files=[f"{train_dir}/{f}" for f in train_files],
                           train_labels=train_labels, test_files=[f"{test_dir}/{f}" for f in test_files],
                           test_labels=test_labels, class_names=tuple(classes), image_size=image_size)
+
+
+def load_animal10n(root: str | Path, download: bool = False) -> FileListSource:
+    """ANIMAL-10N (Song et al. 2019): ROOT/animal10n/{training,testing}/<label>_<id>.jpg, 64x64 images of
+    10 animals with real label noise (~8%); the label is the file name's prefix."""
+    base = Path(root) / "animal10n"
+    splits = []
+    for split in ("training", "testing"):
+        folder = base / split
+        files = sorted(p.name for p in folder.iterdir() if p.suffix in IMAGE_SUFFIXES) if folder.is_dir() else []
+        if not files:
+            raise DatasetNotFoundError("animal10n", folder, "  <data.root>/animal10n/training/<label>_<id>.jpg\n"
+                                                            "  <data.root>/animal10n/testing/<label>_<id>.jpg")
+        labels = np.asarray([int(name.split("_", 1)[0]) for name in files], dtype=np.int64)
+        splits.append(([f"{split}/{name}" for name in files], labels))
+    (train_files, train_labels), (test_files, test_labels) = splits
+    names = ("cat", "lynx", "wolf", "coyote", "cheetah", "jaguar", "chimpanzee", "orangutan", "hamster", "guinea pig")
+    return FileListSource(name="animal10n", root=base, train_files=train_files, train_labels=train_labels,
+                          test_files=test_files, test_labels=test_labels, class_names=names, image_size=64,
+                          real_noise=True)
+
+
+def red_split_name(noise_rate: float) -> str:
+    """The split file of a noise level: 0.4 -> red_noise_nl_0.4, 0.05 -> red_noise_nl_0.05."""
+    text = f"{noise_rate:.2f}"
+    return f"red_noise_nl_{text[:-1] if text.endswith('0') else text}"
+
+
+def load_red_mini_imagenet(root: str | Path, download: bool = False, noise_rate: float = 0.4,
+                           image_size: int = 32) -> FileListSource:
+    """Red Mini-ImageNet (Controlled Noisy Web Labels, Jiang et al. 2020): 100 classes, web label noise at a
+    controlled level. ROOT/mini-imagenet/split/red_noise_nl_<rate> and split/clean_validation list
+    "file label"; training images in all_images/, test images in validation/ (or all_images/). Images are
+    resized to `image_size` (32 in InstanceGM and FaMUS)."""
+    base = Path(root) / "mini-imagenet"
+    split = base / "split" / red_split_name(noise_rate)
+    _require("red_mini_imagenet", base, [split, base / "split" / "clean_validation"],
+             f"  <data.root>/mini-imagenet/split/{split.name}, clean_validation\n"
+             "  <data.root>/mini-imagenet/all_images/<file>, <data.root>/mini-imagenet/validation/<file>")
+    train_files, train_labels = read_file_list(split)
+    test_files, test_labels = read_file_list(base / "split" / "clean_validation")
+    test_dir = "validation" if (base / "validation").is_dir() else "all_images"
+    return FileListSource(name="red_mini_imagenet", root=base, train_files=[f"all_images/{f}" for f in train_files],
+                          train_labels=train_labels, test_files=[f"{test_dir}/{f}" for f in test_files],
+                          test_labels=test_labels, class_names=tuple(str(i) for i in range(100)),
+                          image_size=image_size, real_noise=True)

@@ -56,7 +56,7 @@ def main() -> None:
         models = (("instance 0.4", InstanceNoise(0.4, seed=1)), ("symmetric 0.4", SymmetricNoise(0.4, seed=1)),
                   ("asymmetric 0.4", AsymmetricNoise(0.4, seed=1, class_map=class_map)))
         for name, model in models:
-            seconds, noisy = timed(lambda m=model: m(labels, images, ids))
+            seconds, noisy = timed(lambda m=model, y=labels, x=images, c=ids: m(y, x, c))
             print(f"K={k:3d} {name:15s} {len(labels)} samples ({what}): {seconds:6.2f} s (best of 3), "
                   f"realised rate {(noisy != labels).mean():.4f}")
 

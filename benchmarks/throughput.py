@@ -118,8 +118,8 @@ def main() -> None:
         theirs_all += hand_written_throughput(cfg, built, args.epochs, device)
     ours, theirs = statistics.median(ours_all), statistics.median(theirs_all)
     print(f"setting: {' '.join(overrides)}")
-    print(f"device: {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else os.cpu_count()} "
-          f"{'' if device.type == 'cuda' else 'CPU cores'}), torch {torch.__version__}, threads {torch.get_num_threads()}")
+    where = torch.cuda.get_device_name() if device.type == "cuda" else f"{os.cpu_count()} CPU cores"
+    print(f"device: {device} ({where}), torch {torch.__version__}, threads {torch.get_num_threads()}")
     print(f"train.py loop:      {ours:10.0f} images/s (median of {len(ours_all)} epochs: "
           f"{', '.join(f'{r:.0f}' for r in ours_all)})")
     print(f"hand-written loop:  {theirs:10.0f} images/s (median of {len(theirs_all)} epochs: "

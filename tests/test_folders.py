@@ -110,7 +110,8 @@ def test_red_mini_imagenet_split_files_and_sizes(tmp_path: Path) -> None:
         "red_noise_nl_0.0", "red_noise_nl_0.05", "red_noise_nl_0.4", "red_noise_nl_0.8"]
     write_red_mini_imagenet(tmp_path, noise_rate=0.4)
     source = load_red_mini_imagenet(tmp_path, noise_rate=0.4)
-    assert source.num_classes == 100 and len(source.train_files) == 40 and source.test_files[0].startswith("validation/")
+    assert source.num_classes == 100 and len(source.train_files) == 40
+    assert source.test_files[0].startswith("validation/")
     eval_image = source.dataset("test", np.arange(2), source.test_labels[:2], source.test_labels[:2])[0][0]
     assert eval_image.shape == (3, 32, 32)
     with pytest.raises(DatasetNotFoundError, match="red_noise_nl_0.6"):

@@ -108,3 +108,21 @@ def test_more_dataset_configs_pick_their_models(tmp_path: Path) -> None:
         cfg = compose_config(tmp_path, [f"data={data}"])
         assert cfg.noise._target_.endswith("HumanNoise") and cfg.data.human_labels.default_set == label_set
         assert not cfg.ood
+
+
+def test_pretrained_weights_load_from_the_local_cache_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision
+
+    from noisylab.models.resnet import resnet
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="never downloads"):
+        resnet("resnet18", 3, 224, pretrained="IMAGENET1K_V1")
+    reference = torchvision.models.resnet18()
+    url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(reference.state_dict(), tmp_path / "hub" / "checkpoints" / Path(url).name)
+    loaded = resnet("resnet18", 3, 224, pretrained="IMAGENET1K_V1")
+    assert torch.equal(loaded.layer1[0].conv1.weight, reference.layer1[0].conv1.weight)
+    with pytest.raises(ValueError, match="ImageNet-sized"):
+        resnet("resnet18", 3, 32, pretrained="IMAGENET1K_V1")

@@ -71,7 +71,9 @@ class StandardMethod(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         k = head.num_classes
-        self.train_acc = MulticlassAccuracy(num_classes=k, average="micro")
+        # Computed per rank, averaged by Lightning when logged (a torchmetrics sync inside an epoch-end hook
+        # would interleave with Lightning's own collectives, which rank 0's progress bar triggers earlier).
+        self.train_acc = MulticlassAccuracy(num_classes=k, average="micro", sync_on_compute=False)
         self.val_acc = MulticlassAccuracy(num_classes=k, average="micro")
         self.evaluator = evaluator if evaluator is not None else TestSetEvaluator()
         self.objective = objective
@@ -135,10 +137,15 @@ class StandardMethod(L.LightningModule):
                 "stopped and the checkpoints written so far are kept. Lower optim.lr, enable "
                 "trainer.gradient_clip_val, or use trainer.precision=32-true."
             )
-        self.train_acc(self.head.class_logits(outputs).detach(), y)
+        self.train_acc.update(self.head.class_logits(outputs).detach(), y)
         self.log("train/loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        # Logged once per epoch, not once per step: each self.log call costs the training loop about a
+        # millisecond of Python.
+        self.log("train/acc", self.train_acc.compute(), sync_dist=True)
+        self.train_acc.reset()
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         x, y, _, _ = batch

@@ -8,6 +8,7 @@ logits, also under bfloat16 autocast.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +32,7 @@ def log_one_minus_target_probability(logits: torch.Tensor, targets: torch.Tensor
     return torch.logsumexp(others, dim=1) - torch.logsumexp(logits, dim=1)
 
 
-class PerSampleLoss(nn.Module):
+class PerSampleLoss(nn.Module, ABC):
     """Base of the zoo: subclasses define `per_sample` (shape (N,), float32), `forward` reduces it.
 
     Keeping the two apart lets combinations (WeightedPair, MeanPredictionEntropyRegularised) add the
@@ -47,8 +48,9 @@ class PerSampleLoss(nn.Module):
             raise ValueError(f"unknown reduction {reduction!r} (loss.criterion.reduction): use one of {REDUCTIONS}")
         self.reduction = reduction
 
+    @abstractmethod
     def per_sample(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The loss of each sample, shape (N,), in float32."""
 
     def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         loss = self.per_sample(outputs, targets)

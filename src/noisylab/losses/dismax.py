@@ -6,10 +6,11 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from noisylab.losses.basic import PerSampleLoss
 
 
-class EntropicCrossEntropy(nn.Module):
+class EntropicCrossEntropy(PerSampleLoss):
     """Cross-entropy of softmax(entropic_scale * logits) in training (IsoMax+/DisMax use 10).
 
     The entropic scale sharpens the training distribution so the distances separate; at inference the
@@ -19,19 +20,18 @@ class EntropicCrossEntropy(nn.Module):
     """
 
     def __init__(self, entropic_scale: float = 10.0, scale_in_eval: bool = False, reduction: str = "mean") -> None:
-        super().__init__()
+        super().__init__(reduction)
         if entropic_scale <= 0:
             raise ValueError(f"loss.criterion.entropic_scale must be > 0, got {entropic_scale}")
         self.entropic_scale = float(entropic_scale)
         self.scale_in_eval = bool(scale_in_eval)
-        self.reduction = reduction
 
     def log_probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
         scale = self.entropic_scale if (self.training or self.scale_in_eval) else 1.0
         return F.log_softmax(scale * outputs.float(), dim=1)
 
-    def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.nll_loss(self.log_probabilities(outputs), targets, reduction=self.reduction)
+    def per_sample(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.nll_loss(self.log_probabilities(outputs), targets, reduction="none")
 
 
 class FractionalProbabilityRegularization:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
+
+from noisylab.losses.basic import PerSampleLoss
 
 
-class DrainageLoss(nn.Module):
+class DrainageLoss(PerSampleLoss):
     """l = log(1 + a (p_d + p_J) / p_t + b p_J / p_d), softmax over K real classes + the drainage node.
 
     p_t: probability of the (noisy) target, p_d: of the drainage node (last output), p_J: of all other
@@ -24,16 +25,14 @@ class DrainageLoss(nn.Module):
     """
 
     def __init__(self, a: float = 1.0, b: float | None = None, reduction: str = "mean") -> None:
-        super().__init__()
+        super().__init__(reduction)
         if b is None and a > 0:
             b = 1.0 / a
         if not (a > 0 and b is not None and b > 0):
             raise ValueError(f"drainage loss needs a > 0 and b > 0, got a={a}, b={b} (e.g. loss.criterion.a=1)")
-        if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f"unknown reduction {reduction!r}")
-        self.a, self.b, self.reduction = float(a), float(b), reduction
+        self.a, self.b = float(a), float(b)
 
-    def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def per_sample(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         z = outputs.float()
         k = z.shape[1] - 1  # index of the drainage node
         target = targets.view(-1, 1)
@@ -50,9 +49,4 @@ class DrainageLoss(nn.Module):
             ],
             dim=1,
         )
-        loss = torch.logsumexp(terms, dim=1)
-        if self.reduction == "mean":
-            return loss.mean()
-        if self.reduction == "sum":
-            return loss.sum()
-        return loss
+        return torch.logsumexp(terms, dim=1)

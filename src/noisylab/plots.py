@@ -53,13 +53,17 @@ def reliability_diagram(path: Path, class_logits: torch.Tensor, labels: torch.Te
     _save(fig, path)
 
 
-def transition_matrix(path: Path, transition: np.ndarray) -> None:
-    """The realised noise: P(noisy label = j | clean label = i) over the training set."""
+def transition_matrix(path: Path, transition: np.ndarray, class_names: list[str] | None = None) -> None:
+    """The realised noise: P(noisy label = j | clean label = i) over the training set, rows and columns
+    named by the dataset's classes (held-out classes are not in training, so not in the matrix)."""
     k = transition.shape[0]
     fig, ax = plt.subplots(figsize=(min(4 + 0.3 * k, 14), min(4 + 0.3 * k, 14)))
     image = ax.imshow(transition, vmin=0, vmax=1, cmap="viridis")
     ax.set(xlabel="noisy label", ylabel="clean label", title="Realised transition matrix")
     if k <= 20:
+        if class_names is not None:
+            ax.set_xticks(range(k), class_names, rotation=90)
+            ax.set_yticks(range(k), class_names)
         for i in range(k):
             for j in range(k):
                 ax.text(j, i, f"{transition[i, j]:.2f}", ha="center", va="center", fontsize=7,

@@ -103,7 +103,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if cfg.eval.get("plots", True):
             from noisylab import plots
 
-            plots.transition_matrix(output_dir / "plots" / "transition_matrix.png", labels.transition)
+            names = [datamodule.class_names[i] for i in labels.class_ids]
+            plots.transition_matrix(output_dir / "plots" / "transition_matrix.png", labels.transition, names)
 
     method = build_method(cfg, datamodule)
     method.evaluator.plot_dir = output_dir / "plots"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -15,12 +16,15 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from noisylab.data.augment import BatchAugment
 from noisylab.data.dataset import IndexedTensorDataset, keep_batch
+from noisylab.data.errors import DatasetNotFoundError
 from noisylab.data.files import FileDataset
 from noisylab.data.ood import HeldOutClasses, OODSet
 from noisylab.data.sampler import EpochPermutationSampler, EpochSeededDataLoader
 from noisylab.data.source import ImageSource
 from noisylab.noise.base import NoiseModel, NoNoise
 from noisylab.noise.labels import NoisyLabels
+
+log = logging.getLogger(__name__)
 
 
 class NoisyLabelDataModule(L.LightningDataModule):
@@ -163,16 +167,37 @@ class NoisyLabelDataModule(L.LightningDataModule):
             test_out = np.flatnonzero(~np.isin(source.test_labels, class_ids))
             unknown = np.full(len(test_out), -1, dtype=np.int64)
             self.test_sets[f"ood/{HeldOutClasses.name}"] = source.dataset("test", test_out, unknown, unknown)
-        for name, spec in self.ood_specs.items():
-            if isinstance(spec, OODSet):
-                self.test_sets[f"ood/{name}"] = spec.dataset(self.root, source.image_shape,
-                                                             in_memory=isinstance(source, ImageSource))
+        self._add_ood_sets(source)
         # The validation split (temperature fitting) and the training split, un-augmented (noise
         # detection and drainage of mislabeled samples), evaluated after training.
         self.test_sets["val"] = self.val_set
         self.test_sets["train"] = source.dataset("train", kept[train_pos], noisy[train_pos], clean[train_pos],
                                                  index=train_pos)
         return self.labels
+
+    def _add_ood_sets(self, source: ImageSource) -> None:
+        """Each OOD dataset as test set "ood/<name>"; optional ones whose files are missing are skipped.
+
+        One line says which sets are used and which were not found, so a default OOD list (the
+        dataset's standard sets) never changes what is evaluated without saying so.
+        """
+        used, missing = [], []
+        for name, spec in self.ood_specs.items():
+            if not isinstance(spec, OODSet):
+                continue
+            try:
+                self.test_sets[f"ood/{name}"] = spec.dataset(self.root, source.image_shape,
+                                                             in_memory=isinstance(source, ImageSource))
+                used.append(name)
+            except DatasetNotFoundError as err:
+                if not spec.optional:
+                    raise
+                missing.append(f"{name} ({err.looked_in})")
+        if "holdout" in self.ood_specs:
+            used.insert(0, "holdout")
+        if used or missing:
+            log.info("OOD sets: %s; not found, skipped: %s", ", ".join(used) or "none",
+                     ", ".join(missing) or "none")
 
     def _split(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         n_val = int(round(self.val_size * n)) if self.val_size < 1 else int(self.val_size)

@@ -78,14 +78,18 @@ class OODSet:
     Args:
         root: where the source's files are; defaults to the training data's root (data.root).
         max_samples: use a seeded random subset of at most this many images.
+        optional: a set of a dataset's standard OOD list (ood=standard_cifar10, ...): when its files are
+            missing it is skipped, and the run names it among the missing sets, instead of stopping.
+            A set the user names (ood=[svhn]) is not optional: missing files stop the run before training.
     """
 
     def __init__(self, source: Callable[..., ImageSource] | None = None, folder: str | None = None,
                  root: str | None = None, max_samples: int | None = None, seed: int = 0,
-                 source_kwargs: dict | None = None) -> None:
+                 source_kwargs: dict | None = None, optional: bool = False) -> None:
         if (source is None) == (folder is None):
             raise ValueError("an OOD set needs exactly one of `source` (a dataset loader) or `folder` (image files)")
         self.source, self.folder, self.root = source, folder, root
+        self.optional = bool(optional)
         self.max_samples, self.seed = max_samples, int(seed)
         self.source_kwargs = dict(source_kwargs or {})
 

@@ -10,10 +10,12 @@ from noisylab.noise.base import NoiseModel
 
 
 class AsymmetricNoise(NoiseModel):
-    """For each source class i in `class_map`, relabel exactly round(rate * n_i) of its samples as class_map[i].
+    """For each source class i in `class_map`, relabel exactly floor(rate * n_i) of its samples as class_map[i].
 
-    The class map comes from the dataset's config (`data.asymmetric_map`); the realised overall rate is
-    `rate` times the share of samples whose class is a source in the map.
+    floor, not round: the Drainage code flips int(rate * n_i) samples per class, so the counts (and
+    the realised rate) are the reference's (tests/parity/test_drainage_noise_maps.py). The class map
+    comes from the dataset's config (`data.asymmetric_map`); the realised overall rate is about `rate`
+    times the share of samples whose class is a source in the map.
     """
 
     def __init__(self, rate: float, seed: int = 0, class_map: Mapping[int, int] | None = None) -> None:
@@ -40,6 +42,6 @@ class AsymmetricNoise(NoiseModel):
         noisy = clean.copy()
         for src in sorted(mapping):
             members = np.flatnonzero(clean == src)
-            chosen = rng.choice(members, size=int(round(self.rate * len(members))), replace=False)
+            chosen = rng.choice(members, size=int(self.rate * len(members)), replace=False)
             noisy[chosen] = mapping[src]
         return noisy

@@ -133,16 +133,18 @@ def np_pick(values: np.ndarray, y: np.ndarray) -> np.ndarray:
     return values[np.arange(len(y)), y]
 
 
-def np_focal(p: np.ndarray, gamma: float) -> np.ndarray:
-    return -((1 - p) ** gamma) * np.log(p)
+def np_focal(p: np.ndarray, gamma: float, factor_p: np.ndarray | None = None) -> np.ndarray:
+    """-(1 - p)^gamma log p; with `factor_p`, the factor is taken at those (frozen) probabilities."""
+    return -((1 - (p if factor_p is None else factor_p)) ** gamma) * np.log(p)
 
 
 def np_ce(z: np.ndarray, y: np.ndarray) -> np.ndarray:
     return -np_pick(np_log_softmax(z), y)
 
 
-def np_fl(z: np.ndarray, y: np.ndarray, gamma: float) -> np.ndarray:
-    return np_focal(np_pick(np.exp(np_log_softmax(z)), y), gamma)
+def np_fl(z: np.ndarray, y: np.ndarray, gamma: float, factor_at: np.ndarray | None = None) -> np.ndarray:
+    frozen = None if factor_at is None else np_pick(np.exp(np_log_softmax(factor_at)), y)
+    return np_focal(np_pick(np.exp(np_log_softmax(z)), y), gamma, frozen)
 
 
 def np_mae(z: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -164,10 +166,10 @@ def np_nce(z: np.ndarray, y: np.ndarray) -> np.ndarray:
     return -np_pick(log_p, y) / -log_p.sum(axis=1)
 
 
-def np_nfl(z: np.ndarray, y: np.ndarray, gamma: float, normaliser_at: np.ndarray | None = None) -> np.ndarray:
-    fl = np_focal(np.exp(np_log_softmax(z)), gamma)
-    ref = fl if normaliser_at is None else np_focal(np.exp(np_log_softmax(normaliser_at)), gamma)
-    return np_pick(fl, y) / ref.sum(axis=1)
+def np_nfl(z: np.ndarray, y: np.ndarray, gamma: float, factor_at: np.ndarray | None = None) -> np.ndarray:
+    frozen = None if factor_at is None else np.exp(np_log_softmax(factor_at))
+    fl = np_focal(np.exp(np_log_softmax(z)), gamma, frozen)
+    return np_pick(fl, y) / fl.sum(axis=1)
 
 
 def np_nnce(z: np.ndarray, y: np.ndarray, min_prob: float) -> np.ndarray:
@@ -176,12 +178,12 @@ def np_nnce(z: np.ndarray, y: np.ndarray, min_prob: float) -> np.ndarray:
 
 
 def np_nnfl(z: np.ndarray, y: np.ndarray, gamma: float, min_prob: float,
-            normaliser_at: np.ndarray | None = None) -> np.ndarray:
-    def negative(logits: np.ndarray) -> np.ndarray:
-        return -((1 - min_prob) ** gamma) * np.log(min_prob) - \
-            np_focal(np.clip(np.exp(np_log_softmax(logits)), min_prob, 1), gamma)
-    ref = negative(z if normaliser_at is None else normaliser_at)
-    return 1 - np_pick(negative(z), y) / ref.sum(axis=1)
+            factor_at: np.ndarray | None = None) -> np.ndarray:
+    def clamped(logits: np.ndarray) -> np.ndarray:
+        return np.clip(np.exp(np_log_softmax(logits)), min_prob, 1)
+    frozen = None if factor_at is None else clamped(factor_at)
+    negative = -((1 - min_prob) ** gamma) * np.log(min_prob) - np_focal(clamped(z), gamma, frozen)
+    return 1 - np_pick(negative, y) / negative.sum(axis=1)
 
 
 def np_agce(z: np.ndarray, y: np.ndarray, a: float, q: float) -> np.ndarray:
@@ -226,11 +228,14 @@ CASES: dict[str, tuple[Callable[[], PerSampleLoss], NpLoss]] = {
             WeightedPair(NormalizedCrossEntropy(), NormalizedNegativeCrossEntropy(1e-7), 5.0, 5.0), lamb=2.0),
         lambda z, y: 5 * np_nce(z, y) + 5 * np_nnce(z, y, 1e-7) + 2 * np_mean_prediction_penalty(z, 1e-7)),
 }
-# Losses whose normaliser is detached: their gradient is that of the numerator over the frozen normaliser.
-FROZEN_NORMALISER: dict[str, Callable[[np.ndarray], NpLoss]] = {
-    "nfl": lambda z0: lambda z, y: np_nfl(z, y, 0.5, normaliser_at=z0),
-    "nnfl": lambda z0: lambda z, y: np_nnfl(z, y, 0.5, 1e-7, normaliser_at=z0),
-    "nnfl_clamped": lambda z0: lambda z, y: np_nnfl(z, y, 1.0, 1e-3, normaliser_at=z0),
+# Focal losses detach their factors (1 - p)^gamma (as the reference code does): their gradient is that of
+# the loss with the factors frozen at the current logits.
+FROZEN_FACTOR: dict[str, Callable[[np.ndarray], NpLoss]] = {
+    "fl_0.5": lambda z0: lambda z, y: np_fl(z, y, 0.5, factor_at=z0),
+    "fl_2": lambda z0: lambda z, y: np_fl(z, y, 2.0, factor_at=z0),
+    "nfl": lambda z0: lambda z, y: np_nfl(z, y, 0.5, factor_at=z0),
+    "nnfl": lambda z0: lambda z, y: np_nnfl(z, y, 0.5, 1e-7, factor_at=z0),
+    "nnfl_clamped": lambda z0: lambda z, y: np_nnfl(z, y, 1.0, 1e-3, factor_at=z0),
 }
 
 
@@ -251,7 +256,7 @@ def test_per_sample_values_match_numpy(case: str) -> None:
 def test_gradients_match_numpy_finite_differences(case: str) -> None:
     make, reference = CASES[case]
     z, y = random_batch(scale=1.5, seed=6, n=8)
-    reference = FROZEN_NORMALISER.get(case, lambda z0: reference)(z.copy())
+    reference = FROZEN_FACTOR.get(case, lambda z0: reference)(z.copy())
     logits = torch.tensor(z, dtype=torch.float32, requires_grad=True)
     make()(logits, torch.tensor(y)).backward()
     expected, h = np.zeros_like(z), 1e-6

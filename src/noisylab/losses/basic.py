@@ -32,6 +32,17 @@ def log_one_minus_target_probability(logits: torch.Tensor, targets: torch.Tensor
     return torch.logsumexp(others, dim=1) - torch.logsumexp(logits, dim=1)
 
 
+def focal(log_probs: torch.Tensor, gamma: float) -> torch.Tensor:
+    """FL(p) = -(1 - p)^gamma log p elementwise, from log p, with the factor (1 - p)^gamma detached.
+
+    Detaching the factor is what the reference code of focal, NFL and NNFL does (it computes the
+    factor from p.data); besides matching its gradients, it keeps the gradient finite at p = 1 for
+    gamma < 1, where d/dp (1 - p)^gamma diverges.
+    """
+    factor = (-torch.expm1(log_probs.detach())).clamp(min=0).pow(gamma)
+    return -factor * log_probs
+
+
 class PerSampleLoss(nn.Module, ABC):
     """Base of the zoo: subclasses define `per_sample` (shape (N,), float32), `forward` reduces it.
 
@@ -75,10 +86,9 @@ class CrossEntropy(PerSampleLoss):
 class FocalLoss(PerSampleLoss):
     """l = -(1 - p_y)^gamma log p_y (Lin et al. 2017); gamma = 0 is cross-entropy.
 
-    The factor (1 - p_y)^gamma down-weights samples the model already fits. It is computed as
-    exp(gamma log(1 - p_y)) with log(1 - p_y) in logit space, so the gradient is finite at p_y = 1 even
-    for gamma < 1. Unlike the reference code (which detaches p_y inside the factor), the gradient flows
-    through the factor too, as in the paper; the loss values are the same.
+    The factor (1 - p_y)^gamma down-weights samples the model already fits. Its gradient is held at 0
+    (see `focal`), as in the Drainage and APL code the robust-loss tables were made with: the gradient
+    is that of -log p_y scaled by the factor (tests/parity/test_drainage_losses.py).
 
     Args:
         gamma: focusing parameter, >= 0 (the reference's CIFAR-10 value is 0.5).
@@ -92,10 +102,7 @@ class FocalLoss(PerSampleLoss):
         self.gamma = float(gamma)
 
     def per_sample(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        z = outputs.float()
-        log_p_y = target_log_probability(F.log_softmax(z, dim=1), targets)
-        weight = torch.exp(self.gamma * log_one_minus_target_probability(z, targets))
-        return -weight * log_p_y
+        return focal(target_log_probability(F.log_softmax(outputs.float(), dim=1), targets), self.gamma)
 
 
 class MeanAbsoluteError(PerSampleLoss):

@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from noisylab.losses.basic import PerSampleLoss, log_one_minus_target_probability, target_log_probability
+from noisylab.losses.basic import PerSampleLoss, focal, target_log_probability
 
 
 def _check_min_prob(min_prob: float) -> None:
@@ -42,10 +42,9 @@ class NormalizedCrossEntropy(PerSampleLoss):
 class NormalizedFocalLoss(PerSampleLoss):
     """l = FL(p_y) / sum_k FL(p_k), FL(p) = -(1 - p)^gamma log p, in [0, 1].
 
-    As in the reference code, the normaliser is detached: the gradient is that of the focal loss
-    scaled by 1 / normaliser. Unlike the reference, the gradient of the numerator also flows through
-    (1 - p_y)^gamma (see FocalLoss); the values are the same. The normaliser is >= (K - 1) 2^-gamma
-    log 2 > 0 because every class but the largest has p_k <= 1/2.
+    As in the reference code, only the factors (1 - p)^gamma are detached (see `focal`); the gradient
+    flows through log p in the numerator and in the normaliser (tests/parity/test_drainage_losses.py).
+    The normaliser is >= (K - 1) 2^-gamma log 2 > 0 because every class but the largest has p_k <= 1/2.
 
     Args:
         gamma: focusing parameter, >= 0 (0.5 in the reference's CIFAR-10 configs and the APL paper).
@@ -60,13 +59,8 @@ class NormalizedFocalLoss(PerSampleLoss):
         self.gamma = float(gamma)
 
     def per_sample(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        z = outputs.float()
-        log_probs = F.log_softmax(z, dim=1)
-        focal_y = -torch.exp(self.gamma * log_one_minus_target_probability(z, targets)) * \
-            target_log_probability(log_probs, targets)
-        with torch.no_grad():
-            normaliser = (-(-torch.expm1(log_probs)).pow(self.gamma) * log_probs).sum(dim=1)
-        return focal_y / normaliser
+        terms = focal(F.log_softmax(outputs.float(), dim=1), self.gamma)
+        return target_log_probability(terms, targets) / terms.sum(dim=1)
 
 
 class NormalizedNegativeCrossEntropy(PerSampleLoss):
@@ -99,9 +93,10 @@ class NormalizedNegativeFocalLoss(PerSampleLoss):
     """l = 1 - (A - FL(p_y)) / sum_k (A - FL(p_k)), p clamped to [min_prob, 1], A = FL(min_prob).
 
     FL(p) = -(1 - p)^gamma log p; A = -(1 - min_prob)^gamma log(min_prob) is its largest value on the
-    clamped range, so every term is >= 0 and the loss lies in [0, 1]. As in the reference code, the
-    normaliser is detached; unlike it, the gradient of FL(p_y) also flows through (1 - p_y)^gamma (see
-    FocalLoss), with the same values. Needs K * min_prob < 1 so the normaliser is > 0.
+    clamped range, so every term is >= 0 and the loss lies in [0, 1]. As in the reference code, only the
+    factors (1 - p)^gamma are detached (see `focal`) and clamped probabilities pass no gradient; the
+    gradient flows through log p in the numerator and the normaliser. Needs K * min_prob < 1 so the
+    normaliser is > 0.
 
     Args:
         gamma: focusing parameter, >= 0 (0.5 in the reference's CIFAR-10 config).
@@ -122,11 +117,5 @@ class NormalizedNegativeFocalLoss(PerSampleLoss):
     def per_sample(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         z = outputs.float()
         _check_classes(self.min_prob, z.shape[1])
-        log_probs = F.log_softmax(z, dim=1).clamp(min=self.log_min_prob)
-        log_p_y = target_log_probability(log_probs, targets)
-        focal_y = -torch.exp(self.gamma * log_one_minus_target_probability(z, targets)) * log_p_y
-        focal_y = torch.where(log_p_y > self.log_min_prob, focal_y, self.ceiling)  # clamped: FL = A, no gradient
-        with torch.no_grad():
-            focal = -(-torch.expm1(log_probs)).pow(self.gamma) * log_probs
-            normaliser = (self.ceiling - focal).sum(dim=1)
-        return 1.0 - (self.ceiling - focal_y) / normaliser
+        shifted = self.ceiling - focal(F.log_softmax(z, dim=1).clamp(min=self.log_min_prob), self.gamma)  # >= 0
+        return 1.0 - target_log_probability(shifted, targets) / shifted.sum(dim=1)

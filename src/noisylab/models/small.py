@@ -32,8 +32,8 @@ class MLP(nn.Module):
         return self.net(x)
 
 
-def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+def _conv_bn_relu(cin: int, cout: int, bias: bool = False) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=bias), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
 class SmallCNN(nn.Module):
@@ -71,14 +71,15 @@ class CNN4(nn.Module):
 
 class CNN8(nn.Module):
     """The 8-layer CIFAR-10 CNN of the robust-loss papers (APL, ANL, drainage):
-    conv 64-64 / 128-128 / 196-196 with BatchNorm and max-pooling, then FC 256."""
+    conv 64-64 / 128-128 / 196-196 with BatchNorm and max-pooling, then FC 256. The convolutions have biases,
+    as in the Drainage code (a bias before BatchNorm changes nothing but the parameter count and the L1 term)."""
 
     def __init__(self, in_channels: int, image_size: int) -> None:
         super().__init__()
         blocks: list[nn.Module] = []
         cin = in_channels
         for width in (64, 128, 196):
-            blocks += [*_conv_bn_relu(cin, width), *_conv_bn_relu(width, width), nn.MaxPool2d(2)]
+            blocks += [*_conv_bn_relu(cin, width, bias=True), *_conv_bn_relu(width, width, bias=True), nn.MaxPool2d(2)]
             cin = width
         self.features = nn.Sequential(*blocks, nn.Flatten())
         side = image_size // 8

@@ -19,8 +19,11 @@ class TruncatedGCE(nn.Module):
 
     Samples whose probability of their (noisy) label is at most k are pruned (w_i = 0): for them the
     truncated loss is the constant L_q(k), which has no gradient. The weights are re-estimated on the
-    whole training set (un-augmented, eval mode) at `start_epoch` and every `update_every` epochs after,
-    as in the paper's code; before that every sample counts.
+    whole training set (un-augmented, eval mode) at the start of every epoch whose 1-based number is
+    >= `start_epoch` and a multiple of `update_every` (0-based epochs 39, 49, ... for 40 and 10), the
+    schedule of the paper's code (tests/parity/test_truncated_gce.py); before that every sample counts.
+    The paper's code re-estimates with its best checkpoint so far, chosen on the test set; we use the
+    current model, since the test set never selects anything here (docs/parity.md).
 
     This loss keeps per-sample state: the method tells it the training-set size (`setup_samples`),
     passes each batch's sample indices, and calls `on_train_epoch_start` so it can refresh its weights.
@@ -55,9 +58,13 @@ class TruncatedGCE(nn.Module):
             return loss
         return loss.sum() if self.reduction == "sum" else loss.mean()
 
+    def updates_at(self, epoch: int) -> bool:
+        """Whether the weights are re-estimated at the start of 0-based `epoch`."""
+        return epoch + 1 >= self.start_epoch and (epoch + 1) % self.update_every == 0
+
     def on_train_epoch_start(self, method: StandardMethod) -> None:
         epoch = method.current_epoch
-        if epoch < self.start_epoch or (epoch - self.start_epoch) % self.update_every:
+        if not self.updates_at(epoch):
             return
         index, outputs, labels = method.predict_training_set()
         p_y = outputs.float().softmax(1).gather(1, labels.view(-1, 1)).squeeze(1)

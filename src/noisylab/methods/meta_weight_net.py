@@ -41,6 +41,8 @@ class MetaWeightNet(StandardMethod):
         inner_lr: learning rate of the virtual step; null = the classifier's current learning rate.
         meta_batch_size: clean samples per meta step; null = data.batch_size.
         seed: seeds the order of the meta batches (with the epoch and the DDP rank).
+        sync_batchnorm: the trainer's setting, refused when true: the meta gradient runs a double
+            backward through BatchNorm, which SyncBatchNorm does not implement in PyTorch.
     """
 
     automatic_optimization = False
@@ -55,8 +57,14 @@ class MetaWeightNet(StandardMethod):
         inner_lr: float | None = None,
         meta_batch_size: int | None = None,
         seed: int = 0,
+        sync_batchnorm: bool = False,
         **kwargs: Any,
     ) -> None:
+        if sync_batchnorm:
+            raise ValueError("method=meta_weight_net cannot run with trainer.sync_batchnorm=true: its meta gradient "
+                             "is a double backward through BatchNorm, which PyTorch's SyncBatchNorm does not "
+                             "implement. Set trainer.sync_batchnorm=false (each GPU then normalises its own batch, "
+                             "as the paper's single-GPU code does).")
         if not callable(getattr(criterion, "per_sample", None)):
             raise ValueError(f"method=meta_weight_net weights per-sample losses; {type(criterion).__name__} has "
                              "none (use a loss of the zoo, e.g. loss=ce or loss=gce)")

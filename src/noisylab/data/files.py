@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
@@ -16,25 +17,61 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def file_transform(train: bool, size: int = 224, resize: int = 256, color_jitter: float = 0.0) -> v2.Compose:
+class Cutout(nn.Module):
+    """Covers a `length` x `length` square, centred at a uniformly drawn pixel and clipped to the image,
+    with the dataset's mean colour (DeVries & Taylor 2017).
+
+    The Drainage code applies Cutout after normalisation, zeroing the square; our images are normalised
+    later, batched on the device, so the square gets the uint8 mean colour, which normalises to ~0.
+    """
+
+    def __init__(self, length: int, mean: Sequence[float]) -> None:
+        super().__init__()
+        if length < 1:
+            raise ValueError(f"cutout length must be >= 1 pixel, got {length}")
+        self.length = int(length)
+        self.fill = torch.tensor([round(255 * m) for m in mean], dtype=torch.uint8).view(-1, 1, 1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        height, width = image.shape[-2:]
+        y, x = int(torch.randint(height, ())), int(torch.randint(width, ()))
+        half = self.length // 2
+        image = image.clone()
+        image[..., max(y - half, 0):min(y + half, height), max(x - half, 0):min(x + half, width)] = \
+            self.fill[: image.shape[-3]]
+        return image
+
+
+def file_transform(train: bool, size: int = 224, resize: int = 256, color_jitter: float = 0.0,
+                   crop: str = "random_resized", cutout: int = 0,
+                   mean: Sequence[float] = IMAGENET_MEAN) -> v2.Compose:
     """Per-image transforms on uint8 tensors; normalisation happens later, batched.
 
-    ImageNet-style for large images: train: random resized crop to `size` and horizontal flip (+ optional
-    colour jitter); eval: resize the short side to `resize`, centre crop `size`. CIFAR-style for small
-    ones (size <= 64, e.g. Animal-10N, Red Mini-ImageNet at 32 px): resize to `size`, then for training a
-    random crop with size/8 padding and a flip.
+    ImageNet-style for large images, `crop="random_resized"`: train: random resized crop to `size` and
+    horizontal flip (+ optional colour jitter); eval: resize the short side to `resize`, centre crop `size`.
+    `crop="resize_centre"`: resize to `resize` x `resize` (aspect ratio not kept) and centre crop `size`, for
+    training and evaluation alike, no flip (the Drainage code's Clothing1M transform). `cutout` > 0 adds
+    Cutout of that side length to training. CIFAR-style for small images (size <= 64, e.g. Animal-10N, Red
+    Mini-ImageNet at 32 px): resize to `size`, then for training a random crop with size/8 padding and a flip.
     """
+    if crop not in ("random_resized", "resize_centre"):
+        raise ValueError(f"unknown crop {crop!r} for image files (data.source_kwargs.crop): use random_resized "
+                         "or resize_centre")
     if size <= 64:
-        steps = [v2.Resize((size, size), antialias=True)]
+        steps: list[nn.Module] = [v2.Resize((size, size), antialias=True)]
         if train:
             steps += [v2.RandomCrop(size, padding=size // 8), v2.RandomHorizontalFlip()]
-        return v2.Compose(steps)
-    if train:
-        steps: list[v2.Transform] = [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]
+    elif crop == "resize_centre":
+        steps = [v2.Resize((resize, resize), antialias=True), v2.CenterCrop(size)]
+    elif train:
+        steps = [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]
         if color_jitter:
             steps.append(v2.ColorJitter(color_jitter, color_jitter, color_jitter, hue=min(color_jitter, 0.5) / 2))
-        return v2.Compose(steps)
-    return v2.Compose([v2.Resize(resize, antialias=True), v2.CenterCrop(size)])
+    else:
+        steps = [v2.Resize(resize, antialias=True), v2.CenterCrop(size)]
+    if train and cutout:
+        steps.append(Cutout(cutout, mean))
+    return v2.Compose(steps)
 
 
 class FileDataset(Dataset):
@@ -87,6 +124,8 @@ class FileListSource:
     std: tuple[float, ...] = IMAGENET_STD
     image_size: int = 224
     color_jitter: float = 0.0
+    crop: str = "random_resized"  # or "resize_centre" (see file_transform)
+    cutout: int = 0               # > 0: Cutout of this side length in training
     real_noise: bool = False  # the training labels carry the dataset's own (unknown) noise
 
     @property
@@ -111,6 +150,7 @@ class FileListSource:
             root, files = self.extra_tests[split][:2]
         else:
             root, files = self.root, {"train": self.train_files, "test": self.test_files, "val": self.val_files}[split]
-        transform = file_transform(augment, self.image_size, color_jitter=self.color_jitter if augment else 0.0)
+        transform = file_transform(augment, self.image_size, color_jitter=self.color_jitter if augment else 0.0,
+                                   crop=self.crop, cutout=self.cutout, mean=self.mean)
         return FileDataset(root, [files[p] for p in positions], labels, clean,
                            np.asarray(positions if index is None else index), transform)

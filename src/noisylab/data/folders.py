@@ -45,9 +45,12 @@ def _require(name: str, root: Path, files: list[Path], layout: str) -> None:
         raise DatasetNotFoundError(name, missing[0].parent, layout)
 
 
-def load_clothing1m(root: str | Path, download: bool = False) -> FileListSource:
+def load_clothing1m(root: str | Path, download: bool = False, crop: str = "random_resized",
+                    cutout: int = 0) -> FileListSource:
     """Clothing1M: ROOT/annotations/{noisy_train,clean_val,clean_test}.txt with "images/.../x.jpg label"
-    lines (paths relative to ROOT), 14 classes. The clean validation set is the official one."""
+    lines (paths relative to ROOT), 14 classes. The clean validation set is the official one. `crop` and
+    `cutout` choose the training transform (see files.file_transform; the Drainage presets use the
+    reference's resize_centre with Cutout 112)."""
     root = Path(root) / "clothing1m"
     lists = [root / "annotations" / f for f in ("noisy_train.txt", "clean_val.txt", "clean_test.txt")]
     _require("clothing1m", root, lists,
@@ -56,7 +59,7 @@ def load_clothing1m(root: str | Path, download: bool = False) -> FileListSource:
     (train_files, train_labels), (val_files, val_labels), (test_files, test_labels) = map(read_file_list, lists)
     return FileListSource(name="clothing1m", root=root, train_files=train_files, train_labels=train_labels,
                           test_files=test_files, test_labels=test_labels, class_names=CLOTHING1M_CLASSES,
-                          val_files=val_files, val_labels=val_labels, real_noise=True)
+                          val_files=val_files, val_labels=val_labels, real_noise=True, crop=crop, cutout=cutout)
 
 
 def load_webvision(root: str | Path, download: bool = False, num_classes: int = 50,

@@ -40,6 +40,6 @@ def load_fixture(name: str) -> dict[str, Any]:
 def tensor(value: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
     """A fixture's nested list as a tensor: integers as int64, everything else as float64."""
     t = torch.tensor(value)
-    if dtype is not None:
-        return t.to(dtype)
-    return t.to(torch.float64) if t.is_floating_point() else t
+    if t.is_floating_point():  # build floats in float64 directly: no rounding through float32 on the way
+        t = torch.tensor(value, dtype=torch.float64)
+    return t if dtype is None else t.to(dtype)

@@ -79,8 +79,10 @@ class BatchAugment(nn.Module):
 class ContrastiveAugment(nn.Module):
     """SimCLR's view distortions for whole batches of images in [0, 1]: random resized crop (area scale
     and aspect ratio per sample), colour jitter (brightness, contrast, saturation; with probability
-    `jitter_probability`) and random greyscale. Hue jitter is left out (it needs an HSV round trip per
-    pixel and matters least in SimCLR's ablations)."""
+    `jitter_probability`) and random greyscale. `jitter` is SimCLR's colour strength s: factors are drawn
+    from [1 - 0.8 s, 1 + 0.8 s], as in the SimCLR paper's code and Atanov's (s = 0.5 for CIFAR, checked in
+    tests/parity/test_simclr.py). Hue jitter (0.2 s there) is left out: it needs an HSV round trip per
+    pixel and matters least in SimCLR's ablations (docs/parity.md)."""
 
     def __init__(self, crop_scale: Sequence[float] = (0.08, 1.0), jitter: float = 0.5,
                  jitter_probability: float = 0.8, grey_probability: float = 0.2) -> None:
@@ -114,7 +116,7 @@ class ContrastiveAugment(nn.Module):
 
     def _colour(self, x: torch.Tensor) -> torch.Tensor:
         n, device = x.shape[0], x.device
-        s = self.jitter
+        s = 0.8 * self.jitter
         apply = (torch.rand(n, device=device) < self.jitter_probability).view(-1, 1, 1, 1)
         brightness = self._uniform(n, max(0.0, 1 - s), 1 + s, device).view(-1, 1, 1, 1)
         contrast = self._uniform(n, max(0.0, 1 - s), 1 + s, device).view(-1, 1, 1, 1)

@@ -22,6 +22,16 @@ from noisylab.methods.standard import StandardMethod
 from noisylab.models.factory import NetworkFactory
 
 
+def projection_head(features: int, projection_dim: int) -> nn.Sequential:
+    """Linear (no bias) - BatchNorm - ReLU - Linear (no bias) - BatchNorm without a trained shift: the head of
+    Atanov's SimCLR code, which made Ghosh & Lan's encoders (tests/parity/test_simclr.py). The final
+    BatchNorm's scale trains; its shift stays 0, so it only standardises the embedding before the norm."""
+    last = nn.BatchNorm1d(projection_dim)
+    last.bias.requires_grad_(False)
+    return nn.Sequential(nn.Linear(features, features, bias=False), nn.BatchNorm1d(features), nn.ReLU(),
+                         nn.Linear(features, projection_dim, bias=False), last)
+
+
 class SimCLR(StandardMethod):
     """Args (besides StandardMethod's; the loss config's criterion and head are not used):
         temperature: NT-Xent temperature (0.5 in Ghosh & Lan).
@@ -49,7 +59,7 @@ class SimCLR(StandardMethod):
             raise ValueError(f"method.temperature must be > 0, got {temperature}")
         super().__init__(network, criterion, optimizer, **kwargs)
         features = self.net.backbone.out_features
-        self.projection = nn.Sequential(nn.Linear(features, features), nn.ReLU(), nn.Linear(features, projection_dim))
+        self.projection = projection_head(features, projection_dim)
         # The classification head (built with the network, so checkpoints keep the usual layout) is not
         # trained here; DDP must not wait for its gradients.
         self._ddp_params_and_buffers_to_ignore = [f"net.head.{n}" for n, _ in self.net.head.named_parameters()]

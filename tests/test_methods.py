@@ -174,3 +174,115 @@ def test_file_datasets_give_independent_views_to_multi_view_methods(tmp_path: Pa
     images, labels, _, _ = next(iter(dm._loader(dm.train_set, 4, shuffle=True)))
     normalised = dm.on_after_batch_transfer((images, labels, None, None), 0)[0]
     assert isinstance(normalised, tuple) and len(normalised) == 2 and normalised[0].dtype == torch.float32
+
+
+# ------------------------------------------------------------------ DivideMix / InstanceGM against the reference
+def test_instancegm_kl_term_is_the_references_summed_over_batch_and_latent(tmp_path: Path) -> None:
+    """The reference adds -3e-4 * sum(1 + logvar - mu^2 - exp(logvar)) (summed over the batch and z), i.e.
+    6e-4 x the KL divergence."""
+    from torch import nn
+
+    from noisylab.models.generative import NoiseGenerativeModel
+
+    torch.manual_seed(0)
+    mu, logvar = torch.randn(5, 3), torch.randn(5, 3).clamp(-2, 2)
+
+    class FixedEncoder(nn.Module):
+        def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return mu, logvar
+
+    model = NoiseGenerativeModel(1, 8, 4, z_dim=3)
+    model.encoder = FixedEncoder()
+    terms = model.loss(torch.rand(5, 1, 8, 8), torch.randn(5, 4), torch.randint(0, 4, (5,)))
+    reference_term = -3e-4 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    rest = terms["reconstruction"] + terms["noisy_label"] + 1e-5 * terms["label_prior"]
+    assert (terms["loss"] - rest).item() == pytest.approx(reference_term.item(), rel=1e-5)
+    assert terms["kl"].item() == pytest.approx(-0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()).item(),
+                                               rel=1e-6)
+    method, _ = _method(tmp_path, "method=instancegm")
+    assert all(m.kl_weight == pytest.approx(6e-4) for m in method.generative)
+
+
+@pytest.mark.parametrize("schedule", ["alternating", "joint"])
+def test_instancegm_warmup_trains_the_classifiers_only(tmp_path: Path, schedule: str) -> None:
+    """As in the reference, the generative models start training after the CE warm-up."""
+    import lightning as L
+
+    method, datamodule = _method(tmp_path, "method=instancegm", "method.warmup_epochs=1",
+                                 f"method.schedule={schedule}")
+    generative = {k: v.clone() for k, v in method.generative.state_dict().items()}
+    networks = {k: v.clone() for k, v in method.net.state_dict().items()}
+
+    def fit(epochs: int) -> None:
+        L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+                  enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                  limit_val_batches=0, limit_train_batches=4).fit(method, datamodule=datamodule)
+
+    fit(1)  # the warm-up epoch
+    assert all(torch.equal(v, method.generative.state_dict()[k]) for k, v in generative.items())
+    assert any(not torch.equal(v, method.net.state_dict()[k]) for k, v in networks.items())
+    fit(2)  # a MixMatch epoch: now the generative models train
+    assert any(not torch.equal(v, method.generative.state_dict()[k]) for k, v in generative.items())
+
+
+def test_loss_history_averages_the_last_epochs_normalised_losses() -> None:
+    from noisylab.methods.selection import LossHistory, normalise_losses
+
+    rng = np.random.default_rng(0)
+    index = np.array([4, 0, 2, 7])
+    epochs = [rng.gamma(2.0, 1.0 + e, 4) for e in range(7)]
+    history = LossHistory(5, num_samples=8)
+    for e, losses in enumerate(epochs):
+        mean = history.add(index, losses)
+        kept = [normalise_losses(x) for x in epochs[max(0, e - 4): e + 1]]
+        assert np.allclose(mean, np.mean(kept, 0), atol=1e-6)
+    assert history.state.shape == (5, 8)
+    restored = LossHistory(5, num_samples=8)
+    restored.load(history.state)
+    assert np.allclose(restored.add(index, epochs[0]), history.add(index, epochs[0]))
+    single = LossHistory(1, num_samples=8)
+    assert np.allclose(single.add(index, epochs[3]), normalise_losses(epochs[3]))  # length 1: this epoch only
+    with pytest.raises(ValueError, match="training samples"):
+        LossHistory(5, num_samples=9).load(history.state)
+
+
+# DivideMix's per-setting hyperparameters (Li et al., ICLR 2020, appendix B, table 7): (lambda_u, p_threshold,
+# epochs of averaged losses). "r% symmetric" draws the new label over all K classes: realised r * (K - 1) / K.
+DIVIDEMIX_SETTINGS = {
+    "dividemix_cifar10_sym20": ("cifar10", "symmetric", 0.2, 0, 0.5, 1),
+    "dividemix_cifar10_sym50": ("cifar10", "symmetric", 0.5, 25, 0.5, 1),
+    "dividemix_cifar10_sym80": ("cifar10", "symmetric", 0.8, 25, 0.5, 1),
+    "dividemix_cifar10_sym90": ("cifar10", "symmetric", 0.9, 50, 0.6, 5),
+    "dividemix_cifar10_asym40": ("cifar10", "asymmetric", 0.4, 0, 0.5, 1),
+    "dividemix_cifar100_sym20": ("cifar100", "symmetric", 0.2, 25, 0.5, 1),
+    "dividemix_cifar100_sym50": ("cifar100", "symmetric", 0.5, 150, 0.5, 1),
+    "dividemix_cifar100_sym80": ("cifar100", "symmetric", 0.8, 150, 0.5, 1),
+    "dividemix_cifar100_sym90": ("cifar100", "symmetric", 0.9, 150, 0.6, 5),
+    "dividemix_cifar10": ("cifar10", "symmetric", 0.5, 25, 0.5, 1),     # the earlier names: the 50% setting
+    "dividemix_cifar100": ("cifar100", "symmetric", 0.5, 150, 0.5, 1),
+}
+
+
+def test_every_dividemix_cifar_preset_is_its_published_setting(tmp_path: Path) -> None:
+    import re
+
+    presets = {p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("dividemix_cifar*.yaml")}
+    assert presets - {"dividemix_cifar100_idn"} == set(DIVIDEMIX_SETTINGS)
+    for name, (data, noise, rate, lambda_u, p_threshold, history) in DIVIDEMIX_SETTINGS.items():
+        cfg = compose_config(tmp_path, [f"experiment={name}"], quick=False)
+        k = {"cifar10": 10, "cifar100": 100}[data]
+        named = re.search(r"_(a?sym)(\d+)$", name)
+        if named:  # the name says the setting
+            assert (named.group(1) == "asym") == (noise == "asymmetric") and int(named.group(2)) == round(rate * 100)
+        assert cfg.data.name == data and cfg.noise._target_.endswith(noise.capitalize() + "Noise"), name
+        expected_rate = rate * (k - 1) / k if noise == "symmetric" else rate
+        assert cfg.noise.rate == pytest.approx(expected_rate), name
+        m = cfg.method
+        assert (m.lambda_u, m.p_threshold, m.loss_history) == (lambda_u, p_threshold, history), name
+        assert m.confidence_penalty == (noise == "asymmetric"), name
+        assert m.schedule == "alternating" and m.warmup_epochs == (10 if k == 10 else 30), name
+        assert (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.optim.lr) == (128, 300, 0.02), name
+        assert cfg.model._target_.endswith("preact_resnet18"), name
+    for name in ("instancegm_cifar100", "dividemix_cifar100_idn"):
+        cfg = compose_config(tmp_path, [f"experiment={name}"], quick=False)
+        assert cfg.method.schedule == "alternating" and cfg.method.warmup_epochs == 30

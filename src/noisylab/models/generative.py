@@ -71,12 +71,14 @@ class NoiseGenerativeModel(nn.Module):
     """The encoder and decoders of one network; `loss` is the negative ELBO (+ a weak label prior).
 
     Args:
-        kl_weight: weight of KL(q(z|x,y) || N(0, I)), summed over the batch as in the reference (3e-4).
+        kl_weight: weight of KL(q(z|x,y) || N(0, I)), summed over the batch and the latent dimensions as in
+            the reference (6e-4: the reference adds -3e-4 * sum(1 + logvar - mu^2 - exp(logvar)), and the KL
+            is -1/2 of that sum).
         label_prior_weight: weight of the cross-entropy between a uniform label and q(y|x), which keeps the
             classifier's label posterior from collapsing (1e-5; the reference's term had no gradient).
     """
 
-    def __init__(self, channels: int, image_size: int, num_classes: int, z_dim: int = 25, kl_weight: float = 3e-4,
+    def __init__(self, channels: int, image_size: int, num_classes: int, z_dim: int = 25, kl_weight: float = 6e-4,
                  label_prior_weight: float = 1e-5) -> None:
         super().__init__()
         self.encoder = LatentEncoder(channels, num_classes, z_dim)
@@ -95,7 +97,8 @@ class NoiseGenerativeModel(nn.Module):
         reconstruction = -likelihood.log_prob(images).mean()
         noisy_logits = self.label_decoder(likelihood.mean, y)
         noisy_label = F.cross_entropy(noisy_logits, noisy)
-        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum()
+        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum()  # summed over the batch and over z
         label_prior = -F.log_softmax(class_logits, 1).mean(1).mean()
         total = reconstruction + noisy_label + self.kl_weight * kl + self.label_prior_weight * label_prior
-        return {"loss": total, "reconstruction": reconstruction, "noisy_label": noisy_label, "kl": kl}
+        return {"loss": total, "reconstruction": reconstruction, "noisy_label": noisy_label, "kl": kl,
+                "label_prior": label_prior}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -16,8 +18,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from noisylab.data.augment import BatchAugment
 from noisylab.data.dataset import IndexedTensorDataset, keep_batch
-from noisylab.data.errors import DatasetNotFoundError
-from noisylab.data.files import FileDataset
+from noisylab.data.errors import BadDataFileError, DatasetNotFoundError
+from noisylab.data.files import BAD_IMAGE_MODES, FileDataset
 from noisylab.data.ood import HeldOutClasses, OODSet
 from noisylab.data.sampler import EpochPermutationSampler, EpochSeededDataLoader
 from noisylab.data.source import ImageSource
@@ -52,6 +54,9 @@ class NoisyLabelDataModule(L.LightningDataModule):
             the test set "ood/<name>".
         meta_size: samples split off the training set *before* noise is applied, kept with their clean
             labels as the meta set of meta-learning methods (Meta-Weight-Net); 0 = none.
+        bad_images: image files that cannot be decoded while training or testing: "stop" (an error naming
+            the file) or "skip" (the next image is used instead; each bad file is logged, and `bad_images`
+            lists them for the run folder).
 
     Methods that train on several augmented views of each image (DivideMix, SimCLR) set
     `train_views = 2` on the LightningModule; training batches then hold a tuple of views instead of
@@ -62,7 +67,7 @@ class NoisyLabelDataModule(L.LightningDataModule):
         self,
         name: str,
         source: Callable[..., ImageSource],
-        root: str,
+        root: str | None,
         noise: NoiseModel,
         download: bool = False,
         source_kwargs: Mapping[str, Any] | None = None,
@@ -80,6 +85,7 @@ class NoisyLabelDataModule(L.LightningDataModule):
         num_workers: int = 0,
         on_device: bool = True,
         meta_size: int = 0,
+        bad_images: str = "stop",
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -90,7 +96,7 @@ class NoisyLabelDataModule(L.LightningDataModule):
         self.source_fn = source
         self.download = bool(download)
         self.source_kwargs = dict(source_kwargs or {})
-        self.root = Path(root).expanduser()
+        self.root = None if root is None else Path(root).expanduser()  # None (data.root=null): digits needs none
         self.noise = noise
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size)
@@ -108,6 +114,10 @@ class NoisyLabelDataModule(L.LightningDataModule):
         if meta_size < 0:
             raise ValueError(f"data.meta_size must be >= 0, got {meta_size}")
         self.meta_size = int(meta_size)
+        if bad_images not in BAD_IMAGE_MODES:
+            raise ValueError(f"data.bad_images={bad_images!r}; choose one of {', '.join(BAD_IMAGE_MODES)}")
+        self.bad_images_mode = bad_images
+        self.bad_images_record: Path | None = None
         self.meta_set: Dataset | None = None
         self.labels: NoisyLabels | None = None
         self.augment: BatchAugment | None = None
@@ -118,6 +128,7 @@ class NoisyLabelDataModule(L.LightningDataModule):
         if self.labels is not None:
             return self.labels
         source = self.source_fn(root=self.root, download=self.download, **self.source_kwargs)
+        self._check_label_range(source)
         self.class_names = source.class_names
         self.image_shape = source.image_shape
         self.augment = BatchAugment(source.mean, source.std, **self.augment_kwargs)
@@ -173,7 +184,49 @@ class NoisyLabelDataModule(L.LightningDataModule):
         self.test_sets["val"] = self.val_set
         self.test_sets["train"] = source.dataset("train", kept[train_pos], noisy[train_pos], clean[train_pos],
                                                  index=train_pos)
+        self._set_bad_image_handling()
         return self.labels
+
+    def _check_label_range(self, source: ImageSource) -> None:
+        """Labels outside the source's classes would be dropped silently below (they are in no class to keep);
+        the loaders refuse them naming their file, and this makes sure no source lets one through."""
+        sets = {"training": source.train_labels, "test": source.test_labels, "validation": source.val_labels,
+                **{f"test set {name}": labels for name, labels in source.extra_test_sets.items()}}
+        for split, labels in sets.items():
+            if labels is None or not len(labels):
+                continue
+            if labels.min() < 0 or labels.max() >= source.num_classes:
+                raise BadDataFileError(
+                    f"dataset '{self.name}' ({self.root}): its {split} labels range over {labels.min()}..{labels.max()}"
+                    f" but it has {source.num_classes} classes (0..{source.num_classes - 1}). To fix: re-download "
+                    "the dataset; its files are damaged or belong to another dataset."
+                )
+
+    def _set_bad_image_handling(self) -> None:
+        """Give every image-file dataset the data.bad_images mode and, when skipping, the file where the DataLoader
+        workers record the files they skipped."""
+        datasets = [self.train_set, self.val_set, self.meta_set, *self.test_sets.values()]
+        file_sets = [d for d in datasets if isinstance(d, FileDataset)]
+        if self.bad_images_mode == "skip" and file_sets:
+            handle, name = tempfile.mkstemp(prefix="noisylab-bad-images-", suffix=".txt")
+            os.close(handle)
+            self.bad_images_record = Path(name)
+        for dataset in file_sets:
+            dataset.bad_images, dataset.bad_images_record = self.bad_images_mode, self.bad_images_record
+
+    @property
+    def bad_images(self) -> list[str]:
+        """The image files skipped so far as undecodable (data.bad_images=skip), sorted, each once."""
+        if self.bad_images_record is None or not self.bad_images_record.is_file():
+            return []
+        return sorted(set(self.bad_images_record.read_text().split("\n")) - {""})
+
+    def write_bad_images(self, path: str | Path) -> int:
+        """Write the skipped image files to `path` (one per line) when there are any; returns their count."""
+        bad = self.bad_images
+        if bad:
+            Path(path).write_text("\n".join(bad) + "\n")
+        return len(bad)
 
     def _add_ood_sets(self, source: ImageSource) -> None:
         """Each OOD dataset as test set "ood/<name>"; optional ones whose files are missing are skipped.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +15,10 @@ from torch import nn
 from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
+
+from noisylab.data.errors import BadImageError, MissingImagesError
+
+log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -74,9 +81,39 @@ def file_transform(train: bool, size: int = 224, resize: int = 256, color_jitter
     return v2.Compose(steps)
 
 
+BAD_IMAGE_MODES = ("stop", "skip")
+
+
+def check_listed_files(dataset: str, root: Path, files: Sequence[str], listed_in: Path) -> None:
+    """Refuse a file list naming images that are not on disk, before training rather than mid-epoch.
+
+    One stat per file; the message counts the missing ones and shows the first few.
+    """
+    base = str(root)
+    missing = [f for f in files if not os.path.isfile(os.path.join(base, f))]
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise MissingImagesError(
+            f"{dataset}: {len(missing)} of {len(files)} images listed in {listed_in} are missing below {root} "
+            f"(first: {shown}). Expected every listed path, relative to {root}, to be an image file. To fix: copy "
+            "the missing images there (an incomplete download or extraction?), or remove their lines from the list."
+        )
+
+
+def _short_reason(exc: Exception) -> str:
+    """torchvision's decoder message without its C++ source location."""
+    return re.sub(r"^.*\.cpp:\d+, ", "", str(exc).strip()) or type(exc).__name__
+
+
 class FileDataset(Dataset):
     """(image uint8 CHW, label, index, clean label) decoded from `root / files[i]` on access (RGB, or
-    grey for OOD images shown to a grey-scale model)."""
+    grey for OOD images shown to a grey-scale model).
+
+    An image that cannot be decoded stops the run with a BadImageError naming it (`bad_images="stop"`), or,
+    with `bad_images="skip"`, is replaced by the next decodable sample (deterministic: the same replacement
+    every time), logged once per process and appended to `bad_images_record`, a text file shared by the
+    DataLoader worker processes (they cannot return the list otherwise).
+    """
 
     def __init__(self, root: Path, files: Sequence[str], labels: np.ndarray, clean: np.ndarray,
                  index: np.ndarray, transform: v2.Compose, grey: bool = False) -> None:
@@ -88,18 +125,52 @@ class FileDataset(Dataset):
         self.transform = transform
         self.mode = ImageReadMode.GRAY if grey else ImageReadMode.RGB
         self.views = 1  # > 1: each sample is a tuple of independently transformed views (DivideMix, SimCLR)
+        self.bad_images = "stop"  # or "skip" (data.bad_images; set by NoisyLabelDataModule)
+        self.bad_images_record: Path | None = None
+        self._decoded = 0  # images decoded by this process, for the error message
+        self._skipped: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        path = self.root / self.files[i]
-        try:
-            image = decode_image(str(path), mode=self.mode)
-        except (RuntimeError, OSError) as exc:
-            raise OSError(f"cannot read image {path}: {exc}") from exc
+        image, i = self._decode(i)
         views = self.transform(image) if self.views == 1 else tuple(self.transform(image) for _ in range(self.views))
         return views, self.labels[i], self.index[i], self.clean[i]
+
+    def _decode(self, i: int) -> tuple[torch.Tensor, int]:
+        """The image of sample `i` and `i`; when skipping bad images, the first decodable sample from `i` on."""
+        for step in range(len(self.files)):
+            j = (i + step) % len(self.files)
+            path = self.root / self.files[j]
+            try:
+                image = decode_image(str(path), mode=self.mode)
+            except (RuntimeError, OSError) as exc:
+                if self.bad_images != "skip":
+                    raise BadImageError(
+                        f"{path}: cannot decode this image ({_short_reason(exc)}); this data-loading process had "
+                        f"read {self._decoded} images before it. Expected a complete JPEG, PNG, WebP or GIF file. "
+                        "To fix: replace it with an intact copy (re-download or re-extract the dataset), remove it "
+                        "from the dataset, or set data.bad_images=skip to train without it (each skipped file is "
+                        "logged and listed)."
+                    ) from None
+                self._skip(path, _short_reason(exc))
+                continue
+            self._decoded += 1
+            return image, j
+        raise BadImageError(f"{self.root}: none of the {len(self.files)} images of this set can be decoded (the "
+                            "first one is logged above); data.bad_images=skip cannot replace them. To fix: check "
+                            "the dataset's files, re-download or re-extract it.")
+
+    def _skip(self, path: Path, reason: str) -> None:
+        """Log and record a bad image once per process."""
+        if str(path) in self._skipped:
+            return
+        self._skipped.add(str(path))
+        log.warning("data.bad_images=skip: cannot decode %s (%s); using the next image instead", path, reason)
+        if self.bad_images_record is not None:
+            with open(self.bad_images_record, "a") as f:
+                f.write(f"{path}\n")
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,13 @@ default.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 
-from noisylab.data.errors import DatasetNotFoundError
-from noisylab.data.files import FileListSource
+from noisylab.data.errors import BadDataFileError, DatasetNotFoundError, data_root
+from noisylab.data.files import FileListSource, check_listed_files
 
 CLOTHING1M_CLASSES = (
     "T-Shirt", "Shirt", "Knitwear", "Chiffon", "Sweater", "Hoodie", "Windbreaker", "Jacket", "Down Coat", "Suit",
@@ -22,20 +23,41 @@ CLOTHING1M_CLASSES = (
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".JPEG", ".JPG", ".PNG"}
 
 
-def read_file_list(path: Path, keep_below: int | None = None) -> tuple[list[str], np.ndarray]:
-    """Lines "relative/path.jpg label" -> (paths, labels); labels >= keep_below are skipped."""
+WEBVISION_CLASSES = 1000  # WebVision 1.0; mini-WebVision keeps the first 50
+ANIMAL10N_CLASSES = 10
+RED_MINI_IMAGENET_CLASSES = 100
+LIST_FIX = "correct or remove that line, or re-download the dataset's list files"
+
+
+def read_file_list(path: Path, num_classes: int | None = None,
+                   keep_below: int | None = None) -> tuple[list[str], np.ndarray]:
+    """Lines "relative/path.jpg label" -> (paths, labels); labels >= keep_below are skipped (mini-WebVision's
+    first classes of WebVision's 1000).
+
+    A line that is not a path and an integer label in 0..num_classes-1 is refused with its line number, as
+    is a list without any entries.
+    """
+    expected = "lines 'relative/path label' with an integer label" + (
+        f" 0..{num_classes - 1}" if num_classes is not None else " >= 0")
     files, labels = [], []
     with open(path) as f:
         for number, line in enumerate(f, 1):
             parts = line.split()
             if not parts:
                 continue
-            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-                raise ValueError(f"{path}:{number}: expected 'relative/path label', got {line.strip()!r}")
+            if len(parts) != 2 or not re.fullmatch(r"-?[0-9]+", parts[1]):
+                raise BadDataFileError.about(f"{path}:{number}", f"got {line.strip()!r}", expected, LIST_FIX)
             label = int(parts[1])
+            if label < 0 or (num_classes is not None and label >= num_classes):
+                raise BadDataFileError.about(f"{path}:{number}", f"label {label} is out of range", expected,
+                                             LIST_FIX)
             if keep_below is None or label < keep_below:
                 files.append(parts[0].lstrip("/"))
                 labels.append(label)
+    if not files:
+        kept = f" with a label below {keep_below}" if keep_below is not None else ""
+        raise BadDataFileError.about(path, f"lists no images{kept}", expected,
+                                     "re-download the dataset's list files")
     return files, np.asarray(labels, dtype=np.int64)
 
 
@@ -51,12 +73,15 @@ def load_clothing1m(root: str | Path, download: bool = False, crop: str = "rando
     lines (paths relative to ROOT), 14 classes. The clean validation set is the official one. `crop` and
     `cutout` choose the training transform (see files.file_transform; the Drainage presets use the
     reference's resize_centre with Cutout 112)."""
-    root = Path(root) / "clothing1m"
+    root = data_root(root, "clothing1m") / "clothing1m"
     lists = [root / "annotations" / f for f in ("noisy_train.txt", "clean_val.txt", "clean_test.txt")]
     _require("clothing1m", root, lists,
              "  <data.root>/clothing1m/annotations/noisy_train.txt, clean_val.txt, clean_test.txt\n"
              "  (lines 'images/<dir>/<file>.jpg <label 0-13>') and the images they name under <data.root>/clothing1m/")
-    (train_files, train_labels), (val_files, val_labels), (test_files, test_labels) = map(read_file_list, lists)
+    (train_files, train_labels), (val_files, val_labels), (test_files, test_labels) = (
+        read_file_list(f, len(CLOTHING1M_CLASSES)) for f in lists)
+    for files, listed_in in zip((train_files, val_files, test_files), lists, strict=True):
+        check_listed_files("clothing1m", root, files, listed_in)
     return FileListSource(name="clothing1m", root=root, train_files=train_files, train_labels=train_labels,
                           test_files=test_files, test_labels=test_labels, class_names=CLOTHING1M_CLASSES,
                           val_files=val_files, val_labels=val_labels, real_noise=True, crop=crop, cutout=cutout)
@@ -71,14 +96,16 @@ def load_webvision(root: str | Path, download: bool = False, num_classes: int = 
     info/synsets.txt when present. With `imagenet_root`, the ILSVRC12 validation images of the same classes
     (IMAGENET_ROOT/val/<wnid>/*.JPEG, wnids from info/synsets.txt) are a second test set, "ilsvrc12".
     """
-    root = Path(root) / "webvision"
+    root = data_root(root, "webvision") / "webvision"
     info = root / "info"
     _require("webvision", root, [info / "train_filelist_google.txt", info / "val_filelist.txt"],
              "  <data.root>/webvision/info/train_filelist_google.txt, val_filelist.txt (and synsets.txt),\n"
              "  <data.root>/webvision/google/<query>/<file>.jpg, <data.root>/webvision/val_images_256/<file>.jpg")
-    train_files, train_labels = read_file_list(info / "train_filelist_google.txt", keep_below=num_classes)
-    val_files, val_labels = read_file_list(info / "val_filelist.txt", keep_below=num_classes)
+    train_files, train_labels = read_file_list(info / "train_filelist_google.txt", WEBVISION_CLASSES, num_classes)
+    val_files, val_labels = read_file_list(info / "val_filelist.txt", WEBVISION_CLASSES, num_classes)
     val_files = [f"val_images_256/{f}" for f in val_files]
+    check_listed_files("webvision", root, train_files, info / "train_filelist_google.txt")
+    check_listed_files("webvision", root, val_files, info / "val_filelist.txt")
     synsets_file = info / "synsets.txt"
     synsets = synsets_file.read_text().split("\n")[:num_classes] if synsets_file.is_file() else []
     wnids = [line.split()[0] for line in synsets if line.strip()]
@@ -124,7 +151,7 @@ def load_image_folder(root: str | Path, download: bool = False, name: str = "ima
                       train_dir: str = "train", test_dir: str = "val", image_size: int = 224) -> FileListSource:
     """An ImageNet-style folder: ROOT/<name>/<train_dir>/<class>/*.jpg and ROOT/<name>/<test_dir>/<class>/*.jpg;
     classes are the sorted sub-folder names of the training folder."""
-    base = Path(root) / name
+    base = data_root(root, name) / name
     train, test = base / train_dir, base / test_dir
     if not train.is_dir() or not test.is_dir():
         raise DatasetNotFoundError(name, base, f"  <data.root>/{name}/{train_dir}/<class>/<image>\n"
@@ -142,7 +169,7 @@ def load_image_folder(root: str | Path, download: bool = False, name: str = "ima
 def load_animal10n(root: str | Path, download: bool = False) -> FileListSource:
     """ANIMAL-10N (Song et al. 2019): ROOT/animal10n/{training,testing}/<label>_<id>.jpg, 64x64 images of
     10 animals with real label noise (~8%); the label is the file name's prefix."""
-    base = Path(root) / "animal10n"
+    base = data_root(root, "animal10n") / "animal10n"
     splits = []
     for split in ("training", "testing"):
         folder = base / split
@@ -150,13 +177,23 @@ def load_animal10n(root: str | Path, download: bool = False) -> FileListSource:
         if not files:
             raise DatasetNotFoundError("animal10n", folder, "  <data.root>/animal10n/training/<label>_<id>.jpg\n"
                                                             "  <data.root>/animal10n/testing/<label>_<id>.jpg")
-        labels = np.asarray([int(name.split("_", 1)[0]) for name in files], dtype=np.int64)
+        labels = np.asarray([_animal10n_label(folder / name) for name in files], dtype=np.int64)
         splits.append(([f"{split}/{name}" for name in files], labels))
     (train_files, train_labels), (test_files, test_labels) = splits
     names = ("cat", "lynx", "wolf", "coyote", "cheetah", "jaguar", "chimpanzee", "orangutan", "hamster", "guinea pig")
     return FileListSource(name="animal10n", root=base, train_files=train_files, train_labels=train_labels,
                           test_files=test_files, test_labels=test_labels, class_names=names, image_size=64,
                           real_noise=True)
+
+
+def _animal10n_label(path: Path) -> int:
+    """The label in an ANIMAL-10N file name, "<label>_<id>.jpg"; anything else is refused."""
+    prefix = path.name.split("_", 1)[0]
+    if not re.fullmatch(r"[0-9]+", prefix) or int(prefix) >= ANIMAL10N_CLASSES:
+        raise BadDataFileError.about(path, f"its name does not start with a label 0..{ANIMAL10N_CLASSES - 1}",
+                                     "file names '<label>_<id>.jpg' with the label 0-9",
+                                     "rename or remove the file, or re-extract the dataset")
+    return int(prefix)
 
 
 def red_split_name(noise_rate: float) -> str:
@@ -171,15 +208,19 @@ def load_red_mini_imagenet(root: str | Path, download: bool = False, noise_rate:
     controlled level. ROOT/mini-imagenet/split/red_noise_nl_<rate> and split/clean_validation list
     "file label"; training images in all_images/, test images in validation/ (or all_images/). Images are
     resized to `image_size` (32 in InstanceGM and FaMUS)."""
-    base = Path(root) / "mini-imagenet"
+    base = data_root(root, "red_mini_imagenet") / "mini-imagenet"
     split = base / "split" / red_split_name(noise_rate)
     _require("red_mini_imagenet", base, [split, base / "split" / "clean_validation"],
              f"  <data.root>/mini-imagenet/split/{split.name}, clean_validation\n"
              "  <data.root>/mini-imagenet/all_images/<file>, <data.root>/mini-imagenet/validation/<file>")
-    train_files, train_labels = read_file_list(split)
-    test_files, test_labels = read_file_list(base / "split" / "clean_validation")
+    train_files, train_labels = read_file_list(split, RED_MINI_IMAGENET_CLASSES)
+    test_files, test_labels = read_file_list(base / "split" / "clean_validation", RED_MINI_IMAGENET_CLASSES)
     test_dir = "validation" if (base / "validation").is_dir() else "all_images"
-    return FileListSource(name="red_mini_imagenet", root=base, train_files=[f"all_images/{f}" for f in train_files],
-                          train_labels=train_labels, test_files=[f"{test_dir}/{f}" for f in test_files],
-                          test_labels=test_labels, class_names=tuple(str(i) for i in range(100)),
+    train_files = [f"all_images/{f}" for f in train_files]
+    test_files = [f"{test_dir}/{f}" for f in test_files]
+    check_listed_files("red_mini_imagenet", base, train_files, split)
+    check_listed_files("red_mini_imagenet", base, test_files, base / "split" / "clean_validation")
+    return FileListSource(name="red_mini_imagenet", root=base, train_files=train_files,
+                          train_labels=train_labels, test_files=test_files,
+                          test_labels=test_labels, class_names=tuple(str(i) for i in range(RED_MINI_IMAGENET_CLASSES)),
                           image_size=image_size, real_noise=True)

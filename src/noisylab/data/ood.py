@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from noisylab.data.dataset import IndexedTensorDataset
-from noisylab.data.errors import DatasetNotFoundError
+from noisylab.data.errors import DatasetNotFoundError, data_root
 from noisylab.data.files import FileDataset, file_transform
 from noisylab.data.folders import IMAGE_SUFFIXES
 from noisylab.data.source import ImageSource
@@ -98,9 +98,12 @@ class OODSet:
             return np.arange(n)
         return np.sort(np.random.default_rng(self.seed).choice(n, self.max_samples, replace=False))
 
-    def dataset(self, data_root: Path, shape: tuple[int, int, int], in_memory: bool) -> Dataset:
-        """Images labelled -1, in the in-distribution `shape`; in memory when the training data is."""
-        root = Path(self.root).expanduser() if self.root else data_root
+    def dataset(self, data_dir: Path | None, shape: tuple[int, int, int], in_memory: bool) -> Dataset:
+        """Images labelled -1, in the in-distribution `shape`; in memory when the training data is.
+
+        `data_dir` is data.root (None when it is null: then only sources that need no files, and absolute
+        folders, work)."""
+        root = Path(self.root).expanduser() if self.root else data_dir
         if self.source is not None:
             source = self.source(root=root, **self.source_kwargs)
             chosen = self._subset(len(source.test_labels))
@@ -110,7 +113,7 @@ class OODSet:
                 return IndexedTensorDataset(convert_images(images, shape), unknown, unknown)
             return _ConvertedTensors(images, shape)
         folder = Path(self.folder).expanduser()
-        folder = folder if folder.is_absolute() else root / folder
+        folder = folder if folder.is_absolute() else data_root(root, f"OOD folder {self.folder}") / folder
         files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix in IMAGE_SUFFIXES) \
             if folder.is_dir() else []
         if not files:

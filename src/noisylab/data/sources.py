@@ -7,12 +7,22 @@ re-encoded or re-packed copies work.
 
 from __future__ import annotations
 
+import gzip
 import pickle
+import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
-from noisylab.data.errors import DatasetNotFoundError
+from noisylab.data.errors import (
+    REDOWNLOAD,
+    BadDataFileError,
+    DatasetNotFoundError,
+    RefusedPickleError,
+    check_labels,
+    data_root,
+)
 from noisylab.data.source import ImageSource
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -48,16 +58,49 @@ def load_digits(root: str | Path | None = None, download: bool = False, test_fra
     )
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    """Read an (uncompressed or .gz) IDX file, the format MNIST ships in."""
-    import gzip
+MNIST_CLASSES = 10
+MNIST_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
+
+def _read_file(path: Path) -> bytes:
+    """The bytes of `path`, decompressed if its name ends in .gz; a damaged gzip file is refused."""
+    with open(path, "rb") as f:
+        if path.suffix != ".gz":
+            return f.read()
+        try:
+            return gzip.GzipFile(fileobj=f).read()
+        except (OSError, EOFError, zlib.error) as exc:
+            raise BadDataFileError.about(path, f"is not a complete gzip file ({exc})",
+                                         "a gzip-compressed IDX file, as in the dataset's download") from exc
+
+
+def _read_idx(path: Path, ndim: int) -> np.ndarray:
+    """Read an (uncompressed or .gz) IDX file of unsigned bytes, the format MNIST ships in: the magic number
+    0x000008<ndim> (0x08: uint8 values), one big-endian uint32 size per dimension, then exactly that many values.
+
+    Anything else (an empty or truncated file, another magic number, more or fewer values than the header
+    says) is refused instead of being reshaped into wrong images.
+    """
+    data = _read_file(path)
+    header = 4 + 4 * ndim
+    kind = "labels" if ndim == 1 else "images"
+    expected = (f"an IDX {kind} file: magic number 0x0000080{ndim}, {ndim} big-endian uint32 sizes, then one "
+                f"byte per value")
+    if not data:
+        raise BadDataFileError.about(path, "is empty", expected)
+    if data[:2] == b"\x1f\x8b":
+        raise BadDataFileError.about(path, "is gzip-compressed but its name does not end in .gz", expected,
+                                     f"rename it to {path.name}.gz, or decompress it (gunzip)")
+    if len(data) < header or data[:4] != bytes([0, 0, 8, ndim]):
+        raise BadDataFileError.about(path, f"does not start with an IDX header (magic number 0x{data[:4].hex()}, "
+                                           f"{len(data)} bytes)", expected)
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    size = int(np.prod(shape))
+    if len(data) - header != size:
+        raise BadDataFileError.about(
+            path, f"its header says {' x '.join(map(str, shape))} = {size} values but it holds "
+                  f"{len(data) - header} (a truncated or damaged file)", expected)
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
 def _find(raw: Path, stem: str) -> Path | None:
@@ -67,16 +110,33 @@ def _find(raw: Path, stem: str) -> Path | None:
     return None
 
 
-def load_mnist(root: str | Path, download: bool = False) -> ImageSource:
+def _read_mnist_split(images_file: Path, labels_file: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 1, 28, 28) images and int64 labels of one split, checked against each other and the 10 classes."""
+    images, labels = _read_idx(images_file, 3), _read_idx(labels_file, 1).astype(np.int64)
+    if len(images) != len(labels):
+        raise BadDataFileError.about(
+            labels_file, f"holds {len(labels)} labels but {images_file} holds {len(images)} images",
+            "one label per image, in the same order", f"use image and label files of the same download; "
+                                                      f"{REDOWNLOAD}")
+    check_labels(labels_file, labels, MNIST_CLASSES, f"labels 0..{MNIST_CLASSES - 1}, one byte each")
+    return np.ascontiguousarray(images[:, None]), labels
+
+
+def _read_mnist_files(files: list[Path | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train images, train labels, test images, test labels) from the four files in MNIST_STEMS order."""
+    train_x, train_y = _read_mnist_split(files[0], files[1])  # type: ignore[arg-type]
+    test_x, test_y = _read_mnist_split(files[2], files[3])  # type: ignore[arg-type]
+    return train_x, train_y, test_x, test_y
+
+
+def load_mnist(root: str | Path | None, download: bool = False) -> ImageSource:
     """MNIST from torchvision's layout: ROOT/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]."""
-    raw = Path(root) / "MNIST" / "raw"
-    stems = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-             "t10k-labels-idx1-ubyte"]
-    if download and any(_find(raw, s) is None for s in stems):
+    raw = data_root(root, "mnist") / "MNIST" / "raw"
+    if download and any(_find(raw, s) is None for s in MNIST_STEMS):
         from torchvision.datasets import MNIST
 
         MNIST(str(root), train=True, download=True)
-    files = [_find(raw, s) for s in stems]
+    files = [_find(raw, s) for s in MNIST_STEMS]
     if any(f is None for f in files):
         raise DatasetNotFoundError(
             "mnist",
@@ -85,17 +145,20 @@ def load_mnist(root: str | Path, download: bool = False) -> ImageSource:
             "  t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte; .gz versions also work)",
             "set data.download=true on a machine with network access",
         )
-    train_x, train_y, test_x, test_y = (_read_idx(f) for f in files)  # type: ignore[arg-type]
+    train_x, train_y, test_x, test_y = _read_mnist_files(files)
     return ImageSource(
         name="mnist",
-        train_images=np.ascontiguousarray(train_x[:, None]),
-        train_labels=train_y.astype(np.int64),
-        test_images=np.ascontiguousarray(test_x[:, None]),
-        test_labels=test_y.astype(np.int64),
+        train_images=train_x,
+        train_labels=train_y,
+        test_images=test_x,
+        test_labels=test_y,
         class_names=tuple(str(d) for d in range(10)),
         mean=(0.1307,),
         std=(0.3081,),
     )
+
+
+CIFAR_ROW = 3 * 32 * 32
 
 
 class _ArraysOnlyUnpickler(pickle.Unpickler):
@@ -112,28 +175,88 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
         ("_codecs", "encode"),
     }
 
+    def __init__(self, file: BinaryIO, path: Path) -> None:
+        super().__init__(file, encoding="latin1")
+        self.path = path
+
     def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle's signature
         if (module, name) in self._allowed:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR batch file")
+        raise RefusedPickleError(
+            f"{self.path}: refused: the pickle contains code or object references ({module}.{name}), which a CIFAR "
+            f"file never has, so nothing in it was run. Expected a CIFAR python-version file (a pickled dict of "
+            f"arrays and lists). To fix: re-download the dataset (delete the file and run once with "
+            f"data.download=true) from the official archive."
+        )
 
 
-def _read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_pickle(path: Path) -> dict:
+    """A CIFAR python-version file's dict (keys as str), read with the restricted unpickler."""
+    expected = "a CIFAR python-version file: a pickled dict, as in cifar-10-python.tar.gz / cifar-100-python.tar.gz"
     with open(path, "rb") as f:
-        batch = _ArraysOnlyUnpickler(f, encoding="latin1").load()
-    images = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-    return images, np.asarray(batch[label_key], dtype=np.int64)
+        try:
+            content = _ArraysOnlyUnpickler(f, path).load()
+        except RefusedPickleError:
+            raise
+        except Exception as exc:  # the unpickler raises many kinds on truncated or foreign bytes
+            problem = "is empty" if path.stat().st_size == 0 else f"cannot be unpickled ({type(exc).__name__}: {exc})"
+            raise BadDataFileError.about(path, f"{problem}; it is truncated, damaged or not a CIFAR file",
+                                         expected) from exc
+    if not isinstance(content, dict):
+        raise BadDataFileError.about(path, f"holds a {type(content).__name__}, not a dict", expected)
+    return {key.decode("latin1") if isinstance(key, bytes) else key: value for key, value in content.items()}
 
 
-def _read_cifar_meta(path: Path, key: str) -> tuple[str, ...]:
-    with open(path, "rb") as f:
-        meta = _ArraysOnlyUnpickler(f, encoding="latin1").load()
-    return tuple(meta[key])
+def _require_keys(path: Path, content: dict, keys: tuple[str, ...], expected: str) -> None:
+    missing = [key for key in keys if key not in content]
+    if missing:
+        raise BadDataFileError.about(path, f"has no {', '.join(map(repr, missing))} entry (keys found: "
+                                           f"{', '.join(map(repr, sorted(map(str, content)))) or 'none'})", expected)
 
 
-def load_cifar10(root: str | Path, download: bool = False) -> ImageSource:
+def _read_cifar_batch(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3, 32, 32) images and int64 labels of one batch file.
+
+    'data' must be a uint8 array of shape (N, 3072): rows of 1024 red, then green, then blue values (each
+    plane row-major). Other shapes, such as (N, 32, 32, 3) images in HWC order, are refused: reshaping them
+    would scramble the pixels.
+    """
+    expected = (f"a pickled dict with 'data', a uint8 array of shape (N, {CIFAR_ROW}) (per row the 1024 red, then "
+                f"green, then blue values), and {label_key!r}, N integer labels 0..{num_classes - 1}")
+    batch = _read_pickle(path)
+    _require_keys(path, batch, ("data", label_key), expected)
+    data, labels = batch["data"], np.asarray(batch[label_key])
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != CIFAR_ROW:
+        found = f"a {data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        fix = REDOWNLOAD
+        if isinstance(data, np.ndarray) and data.shape[1:] == (32, 32, 3):
+            fix += (", or convert your copy from HWC images: data = images.transpose(0, 3, 1, 2).reshape(N, 3072)"
+                    " (uint8)")
+        raise BadDataFileError.about(path, f"'data' is {found}", expected, fix)
+    if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(data):
+        raise BadDataFileError.about(path, f"{label_key!r} holds {labels.size} values of type {labels.dtype} for "
+                                           f"{len(data)} images", expected)
+    labels = labels.astype(np.int64)
+    check_labels(path, labels, num_classes, expected)
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _read_cifar_meta(path: Path, key: str, num_classes: int) -> tuple[str, ...]:
+    """The class names in a meta file; exactly `num_classes` of them (they set the number of classes)."""
+    expected = f"a pickled dict whose {key!r} lists the {num_classes} class names"
+    meta = _read_pickle(path)
+    _require_keys(path, meta, (key,), expected)
+    names = meta[key]
+    if not isinstance(names, (list, tuple)) or len(names) != num_classes:
+        count = len(names) if isinstance(names, (list, tuple)) else type(names).__name__
+        raise BadDataFileError.about(path, f"{key!r} holds {count} names", expected,
+                                     f"{REDOWNLOAD}; or delete {path.name} (the standard names are used then)")
+    return tuple(n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names)
+
+
+def load_cifar10(root: str | Path | None, download: bool = False) -> ImageSource:
     """CIFAR-10 from the python-version layout: ROOT/cifar-10-batches-py/{data_batch_1..5,test_batch}."""
-    folder = Path(root) / "cifar-10-batches-py"
+    folder = data_root(root, "cifar10") / "cifar-10-batches-py"
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     if download and not all((folder / n).is_file() for n in names):
         from torchvision.datasets import CIFAR10
@@ -147,10 +270,10 @@ def load_cifar10(root: str | Path, download: bool = False) -> ImageSource:
             "  (the 'CIFAR-10 python version' archive, cifar-10-python.tar.gz, extracted)",
             "set data.download=true on a machine with network access",
         )
-    train = [_read_cifar_batch(folder / f"data_batch_{i}", "labels") for i in range(1, 6)]
-    test_x, test_y = _read_cifar_batch(folder / "test_batch", "labels")
+    train = [_read_cifar_batch(folder / f"data_batch_{i}", "labels", 10) for i in range(1, 6)]
+    test_x, test_y = _read_cifar_batch(folder / "test_batch", "labels", 10)
     meta = folder / "batches.meta"
-    classes = _read_cifar_meta(meta, "label_names") if meta.is_file() else CIFAR10_CLASSES
+    classes = _read_cifar_meta(meta, "label_names", 10) if meta.is_file() else CIFAR10_CLASSES
     return ImageSource(
         name="cifar10",
         train_images=np.concatenate([x for x, _ in train]),
@@ -163,9 +286,9 @@ def load_cifar10(root: str | Path, download: bool = False) -> ImageSource:
     )
 
 
-def load_cifar100(root: str | Path, download: bool = False) -> ImageSource:
+def load_cifar100(root: str | Path | None, download: bool = False) -> ImageSource:
     """CIFAR-100 (fine labels) from the python-version layout: ROOT/cifar-100-python/{train,test,meta}."""
-    folder = Path(root) / "cifar-100-python"
+    folder = data_root(root, "cifar100") / "cifar-100-python"
     if download and not all((folder / n).is_file() for n in ("train", "test")):
         from torchvision.datasets import CIFAR100
 
@@ -178,10 +301,11 @@ def load_cifar100(root: str | Path, download: bool = False) -> ImageSource:
             "  (the 'CIFAR-100 python version' archive, cifar-100-python.tar.gz, extracted)",
             "set data.download=true on a machine with network access",
         )
-    train_x, train_y = _read_cifar_batch(folder / "train", "fine_labels")
-    test_x, test_y = _read_cifar_batch(folder / "test", "fine_labels")
+    train_x, train_y = _read_cifar_batch(folder / "train", "fine_labels", 100)
+    test_x, test_y = _read_cifar_batch(folder / "test", "fine_labels", 100)
     meta = folder / "meta"
-    classes = _read_cifar_meta(meta, "fine_label_names") if meta.is_file() else tuple(str(i) for i in range(100))
+    classes = (_read_cifar_meta(meta, "fine_label_names", 100) if meta.is_file()
+               else tuple(str(i) for i in range(100)))
     return ImageSource(
         name="cifar100",
         train_images=train_x,
@@ -194,11 +318,29 @@ def load_cifar100(root: str | Path, download: bool = False) -> ImageSource:
     )
 
 
-def load_svhn(root: str | Path, download: bool = False) -> ImageSource:
-    """SVHN (cropped digits) from torchvision's layout: ROOT/{train_32x32.mat, test_32x32.mat}; label 10 is 0."""
+def _read_svhn(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3, 32, 32) images and labels 0..9 of one SVHN .mat file (format 2 stores digit 0 as label 10)."""
     from scipy.io import loadmat
 
-    root = Path(root)
+    expected = "SVHN format 2: 'X' uint8 of shape (32, 32, 3, N) and 'y' with N labels 1..10"
+    try:
+        mat = loadmat(path)
+    except Exception as exc:  # scipy raises ValueError, TypeError, OSError ... on damaged files
+        raise BadDataFileError.about(path, f"cannot be read as a MATLAB file ({type(exc).__name__}: {exc})",
+                                     expected) from exc
+    _require_keys(path, mat, ("X", "y"), expected)
+    x, y = mat["X"], np.asarray(mat["y"]).reshape(-1)
+    if x.dtype != np.uint8 or x.shape[:3] != (32, 32, 3) or x.ndim != 4 or y.dtype.kind not in "iuf" \
+            or len(y) != x.shape[3] or not np.array_equal(y, np.round(y)):
+        raise BadDataFileError.about(path, f"holds X {x.dtype} {x.shape} and y {y.dtype} ({len(y)} values)", expected)
+    y = y.astype(np.int64)
+    check_labels(path, y, 10, expected, first=1)
+    return np.ascontiguousarray(x.transpose(3, 2, 0, 1)), y % 10
+
+
+def load_svhn(root: str | Path | None, download: bool = False) -> ImageSource:
+    """SVHN (cropped digits) from torchvision's layout: ROOT/{train_32x32.mat, test_32x32.mat}; label 10 is 0."""
+    root = data_root(root, "svhn")
     files = [root / "train_32x32.mat", root / "test_32x32.mat"]
     if download and not all(f.is_file() for f in files):
         from torchvision.datasets import SVHN
@@ -208,35 +350,27 @@ def load_svhn(root: str | Path, download: bool = False) -> ImageSource:
     if not all(f.is_file() for f in files):
         raise DatasetNotFoundError("svhn", root, "  <data.root>/train_32x32.mat, test_32x32.mat (SVHN format 2)",
                                    "set data.download=true on a machine with network access")
-    splits = []
-    for f in files:
-        mat = loadmat(f)
-        images = np.ascontiguousarray(np.asarray(mat["X"], dtype=np.uint8).transpose(3, 2, 0, 1))
-        splits.append((images, np.asarray(mat["y"], dtype=np.int64).reshape(-1) % 10))
-    (train_x, train_y), (test_x, test_y) = splits
+    (train_x, train_y), (test_x, test_y) = (_read_svhn(f) for f in files)
     return ImageSource(name="svhn", train_images=train_x, train_labels=train_y, test_images=test_x,
                        test_labels=test_y, class_names=tuple(str(d) for d in range(10)),
                        mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970))
 
 
-def _load_mnist_like(name: str, folder: str, root: str | Path, download: bool, torchvision_class: str,
+def _load_mnist_like(name: str, folder: str, root: str | Path | None, download: bool, torchvision_class: str,
                      mean: float, std: float) -> ImageSource:
     """Datasets in MNIST's IDX layout under ROOT/<folder>/raw (FashionMNIST, KMNIST)."""
-    raw = Path(root) / folder / "raw"
-    stems = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-    if download and any(_find(raw, s) is None for s in stems):
+    raw = data_root(root, name) / folder / "raw"
+    if download and any(_find(raw, s) is None for s in MNIST_STEMS):
         import torchvision.datasets
 
         getattr(torchvision.datasets, torchvision_class)(str(root), train=True, download=True)
-    files = [_find(raw, s) for s in stems]
+    files = [_find(raw, s) for s in MNIST_STEMS]
     if any(f is None for f in files):
         layout = f"  <data.root>/{folder}/raw/{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte (.gz also works)"
         raise DatasetNotFoundError(name, raw, layout, "set data.download=true on a machine with network access")
-    train_x, train_y, test_x, test_y = (_read_idx(f) for f in files)  # type: ignore[arg-type]
-    return ImageSource(name=name, train_images=np.ascontiguousarray(train_x[:, None]),
-                       train_labels=train_y.astype(np.int64), test_images=np.ascontiguousarray(test_x[:, None]),
-                       test_labels=test_y.astype(np.int64), class_names=tuple(str(d) for d in range(10)),
-                       mean=(mean,), std=(std,))
+    train_x, train_y, test_x, test_y = _read_mnist_files(files)
+    return ImageSource(name=name, train_images=train_x, train_labels=train_y, test_images=test_x,
+                       test_labels=test_y, class_names=tuple(str(d) for d in range(10)), mean=(mean,), std=(std,))
 
 
 def load_fashion_mnist(root: str | Path, download: bool = False) -> ImageSource:

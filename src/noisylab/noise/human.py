@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from noisylab.data.errors import BadDataFileError, RefusedPickleError, check_labels
 from noisylab.noise.base import NoiseModel
 
 # noise.label_set -> key in the label file
@@ -17,30 +19,63 @@ LABEL_SETS = {
 }  # fmt: skip
 
 
-def load_human_labels(path: Path) -> dict[str, np.ndarray]:
-    """Read a CIFAR-N label file without executing pickled code.
+HUMAN_EXPECTED = ("a CIFAR-N label file (CIFAR-10_human.pt / CIFAR-100_human.pt, saved with torch.save): a dict "
+                  "with 'clean_label' and the noisy label sets, equally long integer arrays")
+HUMAN_FIX = "download CIFAR-10_human.pt / CIFAR-100_human.pt again from the CIFAR-N release"
 
-    The files are torch zip pickles of a dict of numpy arrays; `torch.load(weights_only=True)` accepts
-    them once numpy's array reconstruction is allowed, and nothing else is. CIFAR-100N's coarse labels
-    are plain lists and come back as arrays too.
-    """
+
+def _load_refusing_code(path: Path) -> object:
+    """torch.load that unpickles numpy arrays and nothing else; other content is refused with a short reason.
+
+    Arrays of any numeric dtype load, so that a float label array is refused by name below, not as foreign."""
     allowed = [
         (np._core.multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
         np._core.multiarray._reconstruct,
         np.ndarray,
         np.dtype,
-        type(np.dtype(np.int64)),
+        *{type(np.dtype(code)) for code in "?bBhHiIlLqQefd"},
     ]
     try:
         with torch.serialization.safe_globals(allowed):
-            content = torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError or RuntimeError for foreign content
-        raise ValueError(
-            f"{path} is not a CIFAR-N label file this loader accepts (a dict of label arrays): {exc}"
-        ) from exc
+        foreign = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if foreign:
+            raise RefusedPickleError(
+                f"{path}: refused: the file contains code or object references ({foreign.group(1)}), which a CIFAR-N "
+                f"label file never has, so nothing in it was run. Expected {HUMAN_EXPECTED}. To fix: {HUMAN_FIX}."
+            ) from None
+        reason = re.search(r"WeightsUnpickler error:\s*(.+)", str(exc)) or re.search(r"(.+)", str(exc))
+        problem = "is empty" if path.stat().st_size == 0 else \
+            f"cannot be read ({reason.group(1)[:200] if reason else type(exc).__name__})"
+        raise BadDataFileError.about(path, f"{problem}; it is truncated, damaged or not a CIFAR-N label file",
+                                     HUMAN_EXPECTED, HUMAN_FIX) from exc
+
+
+def load_human_labels(path: Path) -> dict[str, np.ndarray]:
+    """Read a CIFAR-N label file without executing pickled code.
+
+    The files are torch zip pickles of a dict of numpy arrays; `torch.load(weights_only=True)` accepts
+    them once numpy's array reconstruction is allowed, and nothing else is. CIFAR-100N's coarse labels
+    are plain lists and come back as arrays too. Every array must hold integers (a float label would be
+    truncated), one per training image, within the classes of 'clean_label'.
+    """
+    content = _load_refusing_code(path)
     if not isinstance(content, dict) or "clean_label" not in content:
-        raise ValueError(f"{path} holds no 'clean_label' array; is it CIFAR-10_human.pt or CIFAR-100_human.pt?")
-    return {key: np.asarray(value, dtype=np.int64) for key, value in content.items()}
+        keys = ", ".join(map(repr, content)) if isinstance(content, dict) else f"a {type(content).__name__}"
+        raise BadDataFileError.about(path, f"holds no 'clean_label' array (found: {keys or 'an empty dict'})",
+                                     HUMAN_EXPECTED, HUMAN_FIX)
+    table = {key: np.asarray(value) for key, value in content.items()}
+    clean = table["clean_label"]
+    for key, values in table.items():
+        if values.ndim != 1 or values.dtype.kind not in "iu" or len(values) != len(clean):
+            raise BadDataFileError.about(path, f"{key!r} is a {values.dtype} array of shape {values.shape} "
+                                               f"('clean_label' has {len(clean)} values)", HUMAN_EXPECTED, HUMAN_FIX)
+    num_classes = int(clean.max(initial=0)) + 1
+    for key, values in table.items():
+        check_labels(f"{path}, {key!r}", values, num_classes, f"{HUMAN_EXPECTED}, in the classes of 'clean_label'",
+                     HUMAN_FIX)
+    return {key: values.astype(np.int64) for key, values in table.items()}
 
 
 class HumanNoise(NoiseModel):
@@ -62,9 +97,12 @@ class HumanNoise(NoiseModel):
         if self.label_set not in LABEL_SETS:
             raise ValueError(f"noise.label_set={self.label_set!r}; choose one of {', '.join(LABEL_SETS)}")
         if not self.path.is_file():
+            unset_root = self.path.parts[:1] == ("None",)  # ${data.root}/cifar-n/... with data.root=null
             raise FileNotFoundError(
                 f"human label file not found: {self.path}. Download CIFAR-10_human.pt / CIFAR-100_human.pt from the "
-                "CIFAR-N release and put it there, or set data.human_labels.path=<file>."
+                "CIFAR-N release and put it there, or set data.human_labels.path=<file>"
+                + (" (the path starts with None: data.root is null; set data.root=<folder holding the datasets>)."
+                   if unset_root else ".")
             )
 
     def __repr__(self) -> str:

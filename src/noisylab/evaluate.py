@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from noisylab.report_table import print_metrics
 from noisylab.run_folder import record_noisy_labels
 from noisylab.train import build_datamodule, build_method
+from noisylab.utils.atomic import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,11 @@ def run_config_of(checkpoint_path: Path) -> DictConfig:
 
 
 def _keep_previous(path: Path) -> None:
-    """Results are never overwritten: an earlier eval.json moves aside, named by its time."""
+    """Results are never overwritten: an earlier eval.json is copied aside, named by its time (a copy, so
+    eval.json exists at every moment until the new one atomically replaces it)."""
     if path.exists():
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
-        path.rename(path.with_name(f"{path.stem}.{stamp}{path.suffix}"))
+        atomic_write_bytes(path.with_name(f"{path.stem}.{stamp}{path.suffix}"), path.read_bytes())
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -65,7 +67,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         out = run_dir / "eval.json"
         _keep_previous(out)
-        out.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(out, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         print_metrics(metrics, title=f"noisylab evaluation ({checkpoint})")
         log.info("wrote %s", out)
     return metrics

@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from noisylab.metrics.classification import risk_coverage  # noqa: E402
+from noisylab.utils.atomic import atomic_save  # noqa: E402
 
 
 def score_histograms(path: Path, score_name: str, id_scores: torch.Tensor, ood_scores: dict[str, torch.Tensor]) -> None:
@@ -85,5 +86,5 @@ def write_all(folder: Path, figures: dict[str, tuple]) -> None:
 def _save(fig: plt.Figure, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_save(path, lambda f: fig.savefig(f, dpi=120, format=path.suffix.lstrip(".") or "png"))
     plt.close(fig)

@@ -34,6 +34,8 @@ from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 from rich.console import Console  # noqa: E402
 from rich.markdown import Markdown  # noqa: E402
 
+from noisylab.utils.atomic import atomic_open, atomic_save, atomic_write_text  # noqa: E402
+
 DEFAULT_METRICS = (
     "test/acc", "test/selective_acc", "test/drainage_rate", "test/ece", "test/ood/auroc",
     "train/noise_detection_auroc", "val/best_acc",
@@ -312,7 +314,7 @@ def choose_metrics(runs: Sequence[Run], requested: Sequence[str] | None) -> list
 
 def write_csv(path: Path, settings: Sequence[Setting], columns: Sequence[str], metrics: Sequence[str]) -> None:
     """Full precision, one row per setting; an empty cell where a metric (or its std, for one seed) is missing."""
-    with path.open("w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         writer = csv.writer(f)
         stat_columns = [f"{metric}_{stat}" for metric in metrics for stat in ("mean", "std")]
         writer.writerow([*map(column_name, columns), "n_seeds", *stat_columns])
@@ -412,7 +414,7 @@ def plot_metric(path: Path, settings: Sequence[Setting], columns: Sequence[str],
     ax.set(xlabel=column_name(x), ylabel=metric, title=f"{metric} (mean ± std over seeds)")
     ax.legend(title=", ".join(map(column_name, others)) or None)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_save(path, lambda f: fig.savefig(f, dpi=120, format=path.suffix.lstrip(".") or "png"))
     plt.close(fig)
     return True
 
@@ -483,7 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = markdown_table(settings, columns, metrics)
     write_csv(out / "summary.csv", settings, columns, metrics)
     counts = f"{len(runs)} complete runs, {len(settings)} settings"
-    (out / "summary.md").write_text(summary_markdown(root, table, counts, incomplete))
+    atomic_write_text(out / "summary.md", summary_markdown(root, table, counts, incomplete))
     plots = write_plots(out, settings, columns)
     print_table(table)
     note(f"{counts}; wrote summary.csv, summary.md"

@@ -20,6 +20,7 @@ from noisylab.data.augment import ContrastiveAugment
 from noisylab.losses.contrastive import nt_xent
 from noisylab.methods.standard import StandardMethod
 from noisylab.models.factory import NetworkFactory
+from noisylab.utils.atomic import atomic_save
 
 
 def projection_head(features: int, projection_dim: int) -> nn.Sequential:
@@ -101,7 +102,8 @@ class SimCLR(StandardMethod):
         noisylab; `model.init_from` takes it as well as the run's checkpoints)."""
         if self.trainer.is_global_zero:
             path = Path(self.trainer.default_root_dir) / "encoder.pt"
-            torch.save({k: v.detach().cpu() for k, v in self.net.backbone.state_dict().items()}, path)
+            weights = {k: v.detach().cpu() for k, v in self.net.backbone.state_dict().items()}
+            atomic_save(path, lambda f: torch.save(weights, f))
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         x = batch[0]

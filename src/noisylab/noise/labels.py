@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from noisylab.utils.atomic import atomic_save
+
 
 def transition_matrix(clean: np.ndarray, noisy: np.ndarray, num_classes: int) -> np.ndarray:
     """Realised transition matrix T[i, j] = P(noisy = j | clean = i), estimated from counts.
@@ -50,14 +52,15 @@ class NoisyLabels:
         return transition_matrix(self.clean, self.noisy, self.num_classes)
 
     def save(self, path: str | Path) -> None:
-        np.savez_compressed(
-            path,
+        """Written atomically: a crash leaves the previous file or the complete new one."""
+        atomic_save(path, lambda f: np.savez_compressed(
+            f,
             noisy=self.noisy,
             clean=self.clean,
             class_ids=self.class_ids,
             transition=self.transition,
             rate=np.float64(self.rate),
-        )
+        ))
 
     @classmethod
     def load(cls, path: str | Path) -> NoisyLabels:

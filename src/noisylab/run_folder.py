@@ -1,45 +1,172 @@
-"""The run folder: which checkpoint to continue from, and files that must never be silently replaced."""
+"""The run folder: one run at a time, which checkpoint to continue from, whether a resume asks for the run
+the folder holds, and files that must never be silently replaced."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import logging
+import os
+import socket
+import time
+import traceback
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
+import torch
 from hydra.utils import to_absolute_path
 
 from noisylab.noise.labels import NoisyLabels
+from noisylab.utils.atomic import atomic_write_text
+from noisylab.utils.checkpoints import damaged, newest_valid_checkpoint
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = ".noisylab.lock"
+FAILURE_FILE = "failed.json"
+
+# Keys a resume may change: how long to train, where files go, what is logged and shown, how to test.
+RESUMABLE_CHANGES = ("trainer.max_epochs", "paths.", "logger.", "resume", "ckpt_path", "test_on",
+                     "callbacks.progress_bar", "callbacks.mid_epoch_checkpoint.", "trainer.enable_progress_bar",
+                     "trainer.enable_model_summary", "trainer.log_every_n_steps", "data.num_workers", "eval.plots")
+
+
+class RunFolderBusyError(FileExistsError):
+    """Another live process holds the run folder's lock."""
+
+
+class ResumeMismatchError(ValueError):
+    """A resume asks for another configuration than the one the run folder holds."""
+
+
+@contextlib.contextmanager
+def run_folder_lock(output_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `output_dir` for as long as the run lasts.
+
+    An flock dies with its process, so a lock left by a killed run is never stale; the file's text (pid,
+    host, start time) only names the holder in the error message.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
+            raise RunFolderBusyError(
+                f"{output_dir} is in use by another run ({holder}). Wait for it to finish, or start this run in "
+                "another folder (leave hydra.run.dir at its default)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+                  .encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def has_results(output_dir: Path) -> bool:
+    checkpoints = output_dir / "checkpoints"
+    return (output_dir / "metrics.json").exists() or (checkpoints.is_dir() and any(checkpoints.glob("*.ckpt")))
 
 
 def checkpoint_to_resume(ckpt_path: str | None, resume: bool, output_dir: Path,
                          start_if_missing: bool = False) -> Path | None:
     """The checkpoint `trainer.fit` should continue from, checked before anything is built.
 
-    - `ckpt_path=...`: that file, which must exist.
-    - `resume=true`: this run folder's checkpoints/last.ckpt, which must exist, unless `start_if_missing`
-      (a job of a resumed sweep that never wrote a checkpoint starts from scratch).
-    - neither: None, and the run folder must not already hold checkpoints (they would be overwritten).
+    - `resume=true`: the furthest-along readable checkpoint of this run folder (mid_epoch.ckpt, last.ckpt,
+      best.ckpt), which must exist unless `start_if_missing` (a job of a resumed sweep that never wrote a
+      checkpoint starts from scratch); damaged ones are named and passed over.
+    - `ckpt_path=...` (without resume): that file, which must exist; the run folder must hold no results.
+    - neither: None, and the run folder must not already hold results (they would be overwritten).
     """
-    last = output_dir / "checkpoints" / "last.ckpt"
+    if resume:
+        if ckpt_path:
+            raise ValueError("give either resume=true (continue this run folder) or ckpt_path=<file> (start a new "
+                             "run from another run's checkpoint), not both")
+        newest = newest_valid_checkpoint(output_dir / "checkpoints")
+        if newest is None and not start_if_missing:
+            raise FileNotFoundError(
+                f"resume=true but {output_dir / 'checkpoints' / 'last.ckpt'} does not exist. Re-run in the folder of "
+                "the run to continue (hydra.run.dir=<run folder>), or give ckpt_path=<file>."
+            )
+        return newest
+    if has_results(output_dir):
+        raise FileExistsError(
+            f"{output_dir} already holds the results of an earlier run (checkpoints or metrics.json). Continue it "
+            "with resume=true, or start a new run in another folder (leave hydra.run.dir at its default)."
+        )
     if ckpt_path:
         path = Path(to_absolute_path(str(ckpt_path)))
         if not path.is_file():
             raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint ({path})")
         return path
-    if resume:
-        if start_if_missing and not (output_dir / "checkpoints").exists():
-            return None
-        if not last.is_file():
-            raise FileNotFoundError(
-                f"resume=true but {last} does not exist. Re-run in the folder of the run to continue "
-                "(hydra.run.dir=<run folder>), or give ckpt_path=<file>."
-            )
-        return last
-    if last.exists() or (output_dir / "checkpoints" / "best.ckpt").exists():
-        raise FileExistsError(
-            f"{output_dir} already holds checkpoints of an earlier run. Continue it with resume=true, or "
-            "start a new run in another folder (leave hydra.run.dir at its default)."
-        )
     return None
+
+
+def saved_run_config(checkpoint: Path) -> dict[str, Any]:
+    """The resolved config a checkpoint was trained with (StandardMethod stores it)."""
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise damaged(checkpoint, exc) from exc
+    return dict(state.get("hyper_parameters", {}).get("run_config") or {})
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def config_differences(saved: Mapping[str, Any], requested: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, saved value, requested value) for every key whose value differs and may not change on resume."""
+    old, new = _flatten(saved), _flatten(requested)
+    missing = object()
+    differences = []
+    for key in sorted(old.keys() | new.keys()):
+        if key.startswith(RESUMABLE_CHANGES) or key in RESUMABLE_CHANGES:
+            continue
+        before, after = old.get(key, missing), new.get(key, missing)
+        if before != after:
+            differences.append((key, "(absent)" if before is missing else before,
+                                "(absent)" if after is missing else after))
+    return differences
+
+
+def check_resume_matches(checkpoint: Path, requested: Mapping[str, Any]) -> None:
+    """Refuse a resume whose config differs from the run's own beyond RESUMABLE_CHANGES, listing the keys.
+
+    A schedule whose horizon follows trainer.max_epochs (cosine's T_max) changes with it: continuing a run
+    with more epochs would then jump to another learning-rate curve, so that is called out by name.
+    """
+    saved = saved_run_config(checkpoint)
+    if not saved:
+        return  # a checkpoint from outside noisylab's training: nothing to compare
+    differences = config_differences(saved, requested)
+    if not differences:
+        return
+    lines = "\n".join(f"  {key}: {before!r} in the run, {after!r} now" for key, before, after in differences)
+    hint = ""
+    if any(key == "sched.T_max" for key, _, _ in differences):
+        old_t_max = next(before for key, before, _ in differences if key == "sched.T_max")
+        hint = (f"\nsched.T_max follows trainer.max_epochs: the run's cosine schedule ended at epoch {old_t_max}. "
+                f"To train on with the run's schedule give sched.T_max={old_t_max}; for a longer schedule start a "
+                "new run.")
+    raise ResumeMismatchError(
+        f"resume=true in {checkpoint.parent.parent}, but its run was trained with another configuration:\n{lines}\n"
+        f"Only {', '.join(k.rstrip('.') for k in RESUMABLE_CHANGES)} may change on resume. Give the run's own "
+        f"values (see {checkpoint.parent.parent / '.hydra' / 'overrides.yaml'}), or start a new run in another "
+        f"folder.{hint}"
+    )
 
 
 def finished_metrics(output_dir: Path, max_epochs: int) -> dict | None:
@@ -64,3 +191,17 @@ def record_noisy_labels(labels: NoisyLabels, path: Path) -> None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     labels.save(path)
+
+
+def record_failure(output_dir: Path, exc: BaseException) -> None:
+    """Write failed.json (error, message, traceback, time) so the sweep summary and the report can list it."""
+    atomic_write_text(output_dir / FAILURE_FILE, json.dumps({
+        "error": type(exc).__name__, "message": str(exc), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "traceback": "".join(traceback.format_exception(exc)),
+    }, indent=2) + "\n")
+
+
+def clear_failure(output_dir: Path) -> None:
+    """A new attempt of a job: an earlier failure record no longer describes the folder."""
+    with contextlib.suppress(FileNotFoundError):
+        (output_dir / FAILURE_FILE).unlink()

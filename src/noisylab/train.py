@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -21,8 +22,20 @@ from omegaconf import DictConfig, OmegaConf
 from noisylab.data import NoisyLabelDataModule
 from noisylab.models.factory import NetworkFactory
 from noisylab.report_table import print_metrics
-from noisylab.run_folder import checkpoint_to_resume, finished_metrics, record_noisy_labels
+from noisylab.run_folder import (
+    ResumeMismatchError,
+    RunFolderBusyError,
+    check_resume_matches,
+    checkpoint_to_resume,
+    clear_failure,
+    finished_metrics,
+    record_noisy_labels,
+    run_folder_lock,
+)
+from noisylab.utils.atomic import atomic_write_text
+from noisylab.utils.checkpoints import AtomicCheckpointIO, check_mid_epoch_support
 from noisylab.utils.ddp import release_distributed
+from noisylab.utils.hydra_callbacks import restore_hydra_record
 from noisylab.utils.loggers import check_logger_packages, finish_loggers
 
 log = logging.getLogger(__name__)
@@ -69,30 +82,40 @@ def build_method(cfg: DictConfig, datamodule: NoisyLabelDataModule, load_init: b
 
 
 def build_trainer(cfg: DictConfig) -> L.Trainer:
+    """The Trainer, with checkpoints saved atomically. Built before any file is written: a trainer setting
+    Lightning refuses (no GPU for trainer=gpu, an unknown precision) stops the run with nothing changed."""
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    plugins = [AtomicCheckpointIO(), *(instantiate(cfg.trainer.get("plugins")) or [])]
+    try:
+        return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins)
+    except Exception as exc:  # Lightning's MisconfigurationException and friends, wrapped by Hydra
+        cause = exc.__cause__ or exc
+        raise ValueError(f"the trainer config (trainer.*, e.g. trainer=cpu or trainer.accelerator, "
+                         f"trainer.precision, trainer.devices) is not usable here: {cause}") from exc
 
 
-def _checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
-    return next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+def _best_checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
+    """The callback that keeps best.ckpt (the first ModelCheckpoint with a monitored metric)."""
+    return next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor is not None), None)
 
 
 def _test_checkpoint(cfg: DictConfig, trainer: L.Trainer) -> str | None:
-    """best (by val/acc, the default), last, or None for the weights in memory."""
-    checkpoint = _checkpoint_callback(trainer)
-    if cfg.test_on == "best" and checkpoint is not None and checkpoint.best_model_path:
-        return checkpoint.best_model_path
-    if cfg.test_on == "last" and checkpoint is not None and checkpoint.last_model_path:
-        return checkpoint.last_model_path
+    """best (by val/acc, the default), last (the last epoch's last.ckpt), or None for the weights in memory."""
+    best = _best_checkpoint_callback(trainer)
+    if cfg.test_on == "best" and best is not None and best.best_model_path:
+        return best.best_model_path
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    if cfg.test_on == "last" and last.is_file():
+        return str(last)
     return None
 
 
 def _run_summary(trainer: L.Trainer, tested: str | None, datamodule: NoisyLabelDataModule) -> dict[str, Any]:
     summary: dict[str, Any] = {"noise/realised_rate": datamodule.labels.rate, "epochs": trainer.current_epoch}
-    checkpoint = _checkpoint_callback(trainer)
-    if checkpoint is not None and checkpoint.best_model_path:
-        best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+    checkpoint = _best_checkpoint_callback(trainer)
+    if checkpoint is not None and checkpoint.best_model_path and checkpoint.best_model_score is not None:
+        best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True, mmap=True)
         summary["best_epoch"] = int(best["epoch"])
         name = "val/best_acc" if checkpoint.monitor == "val/acc" else f"{checkpoint.monitor}/best"
         summary[name] = float(checkpoint.best_model_score)
@@ -108,27 +131,59 @@ def _job_of_a_sweep() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+# Refusals because the run folder belongs to another run: the Hydra record Hydra rewrote is put back.
+FOLDER_REFUSALS = (FileExistsError, ResumeMismatchError, RunFolderBusyError)
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train and test as configured; returns (and writes to metrics.json) the final metrics."""
+    """Train and test as configured; returns (and writes to metrics.json) the final metrics.
+
+    The run folder is locked for the whole run (rank 0; the other DDP ranks follow it)."""
     if cfg.test_on not in ("best", "last", "none"):
         raise ValueError(f"test_on must be best, last or none, got {cfg.test_on!r}")
     check_logger_packages(cfg.get("logger"))
     output_dir = Path(cfg.paths.output_dir)
-    if cfg.resume and not cfg.ckpt_path:
+    lock = run_folder_lock(output_dir) if rank_zero_only.rank == 0 else contextlib.nullcontext()
+    try:
+        with lock:
+            return _run_in_locked_folder(cfg, output_dir)
+    except FOLDER_REFUSALS:
+        restore_hydra_record(output_dir)
+        raise
+
+
+def _resume_point(cfg: DictConfig, output_dir: Path) -> tuple[Path | None, dict[str, Any] | None]:
+    """(checkpoint to continue from, metrics of an already finished run to return instead of training)."""
+    resume_from = checkpoint_to_resume(cfg.ckpt_path, cfg.resume, output_dir, start_if_missing=_job_of_a_sweep())
+    if cfg.resume and resume_from is not None:
+        check_resume_matches(resume_from, OmegaConf.to_container(cfg, resolve=True))
         done = finished_metrics(output_dir, cfg.trainer.max_epochs)
         if done is not None:  # re-running a sweep with resume=true skips its finished jobs
             log.info("%s already finished %s epochs (metrics.json): nothing to resume", output_dir, done["epochs"])
-            return done
-    resume_from = checkpoint_to_resume(cfg.ckpt_path, cfg.resume, output_dir, start_if_missing=_job_of_a_sweep())
+            return resume_from, done
+    return resume_from, None
+
+
+def _run_in_locked_folder(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
+    resume_from, done = _resume_point(cfg, output_dir)
+    if done is not None:
+        return done
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
+    # Everything is built (and so checked) before the first file is written.
     datamodule = build_datamodule(cfg)
     labels = datamodule.labels
+    method = build_method(cfg, datamodule)
+    method.evaluator.plot_dir = output_dir / "plots"
+    trainer = build_trainer(cfg)
+    check_mid_epoch_support(trainer.callbacks, method)
+
     log.info("noise: %s, realised rate %.4f on %d training samples", datamodule.noise, labels.rate,
              len(labels.noisy))
     if labels.num_classes <= 10:
         log.info("realised transition matrix P(noisy | clean):\n%s", np.array2string(labels.transition, precision=3))
     if rank_zero_only.rank == 0:
+        clear_failure(output_dir)
         record_noisy_labels(labels, output_dir / "noisy_labels.npz")
         if cfg.eval.get("plots", True):
             from noisylab import plots
@@ -136,9 +191,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             names = [datamodule.class_names[i] for i in labels.class_ids]
             plots.transition_matrix(output_dir / "plots" / "transition_matrix.png", labels.transition, names)
 
-    method = build_method(cfg, datamodule)
-    method.evaluator.plot_dir = output_dir / "plots"
-    trainer = build_trainer(cfg)
     for logger in trainer.loggers:
         logger.log_metrics({"noise/realised_rate": labels.rate}, step=0)
     metrics: dict[str, Any] = {}
@@ -156,6 +208,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         release_distributed(trainer.strategy)
     metrics.update(_run_summary(trainer, tested, datamodule))
     if trainer.is_global_zero:
-        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         print_metrics(metrics, title=f"noisylab results ({output_dir})")
     return metrics

@@ -140,6 +140,9 @@ class DivideMix(StandardMethod):
             uses 5 at 90% noise, 1 otherwise). Kept in the checkpoint.
     """
 
+    # Its per-epoch sample selection and loaders are not in a checkpoint: no mid-epoch saves.
+    supports_mid_epoch_resume = False
+
     automatic_optimization = False
     train_views = 2
     uses_generative_batches = False  # InstanceGM: its generative models train on batches of the whole set

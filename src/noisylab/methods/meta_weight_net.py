@@ -45,6 +45,9 @@ class MetaWeightNet(StandardMethod):
             backward through BatchNorm, which SyncBatchNorm does not implement in PyTorch.
     """
 
+    # Its meta loader's position is not in a checkpoint: no mid-epoch saves.
+    supports_mid_epoch_resume = False
+
     automatic_optimization = False
 
     def __init__(

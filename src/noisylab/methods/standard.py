@@ -39,6 +39,9 @@ class StandardMethod(L.LightningModule):
         run_config: the run's resolved config as a plain dict, stored in checkpoints for reproducibility.
     """
 
+    # Everything it carries within an epoch is in a checkpoint: a mid-epoch save resumes exactly.
+    supports_mid_epoch_resume = True
+
     def __init__(
         self,
         network: Callable[[], Classifier],

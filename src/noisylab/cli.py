@@ -17,8 +17,10 @@ from omegaconf import DictConfig
 
 from noisylab.data.errors import DatasetNotFoundError
 from noisylab.methods.standard import NonFiniteLossError
-from noisylab.run_folder import record_failure
+from noisylab.run_folder import has_results, record_failure
+from noisylab.train import FOLDER_REFUSALS
 from noisylab.utils.checkpoints import CheckpointWriteError
+from noisylab.utils.hydra_callbacks import FAILED_JOBS
 from noisylab.utils.loggers import MissingLoggerPackageError
 
 log = logging.getLogger(__name__)
@@ -79,5 +81,9 @@ def run_sweep_job(cfg: DictConfig, run: Callable[[DictConfig], dict[str, Any]]) 
             log.error("job failed: %s", user_error)
         else:
             log.exception("job failed")
-        record_failure(Path(cfg.paths.output_dir), user_error or exc)
+        output_dir = Path(cfg.paths.output_dir)
+        failure = user_error or exc
+        FAILED_JOBS[output_dir.resolve()] = f"{type(failure).__name__}: {failure}"
+        if not (isinstance(failure, FOLDER_REFUSALS) and has_results(output_dir)):
+            record_failure(output_dir, failure)  # not in a folder whose own run is intact and was refused
         return None

@@ -172,6 +172,8 @@ def load_run(folder: Path) -> Run | Incomplete:
     except (OSError, yaml.YAMLError, OmegaConfBaseException) as exc:
         return Incomplete(folder, f"config.yaml unreadable: {exc}")
     path = folder / "metrics.json"
+    if (failure := failure_reason(folder)) is not None:
+        return Incomplete(folder, failure)
     if not path.is_file():
         return Incomplete(folder, f"no metrics.json; {checkpoint_progress(folder, config.get('trainer.max_epochs'))}")
     try:
@@ -181,6 +183,19 @@ def load_run(folder: Path) -> Run | Incomplete:
     if not isinstance(metrics, dict):
         return Incomplete(folder, "metrics.json is not a JSON object")
     return Run(folder, config, read_choices(folder), metrics)
+
+
+def failure_reason(folder: Path) -> str | None:
+    """'failed: <error>' for a job whose last attempt failed (train.py wrote failed.json), else None."""
+    path = folder / "failed.json"
+    if not path.is_file():
+        return None
+    try:
+        failure = json.loads(path.read_text())
+        first_line = str(failure["message"]).splitlines()[0] if failure["message"] else ""
+        return f"failed: {failure['error']}: {first_line}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "failed (failed.json unreadable; see train.log)"
 
 
 def checkpoint_progress(folder: Path, max_epochs: Value) -> str:

@@ -29,8 +29,9 @@ FAILURE_FILE = "failed.json"
 
 # Keys a resume may change: how long to train, where files go, what is logged and shown, how to test.
 RESUMABLE_CHANGES = ("trainer.max_epochs", "paths.", "logger.", "resume", "ckpt_path", "test_on",
-                     "callbacks.progress_bar", "callbacks.mid_epoch_checkpoint.", "trainer.enable_progress_bar",
-                     "trainer.enable_model_summary", "trainer.log_every_n_steps", "data.num_workers", "eval.plots")
+                     "callbacks.progress_bar", "callbacks.lr_monitor", "callbacks.mid_epoch_checkpoint.",
+                     "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
+                     "data.num_workers", "eval.plots")
 
 
 class RunFolderBusyError(FileExistsError):

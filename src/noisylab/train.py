@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from noisylab.config_checks import check_config
 from noisylab.data import NoisyLabelDataModule
 from noisylab.models.factory import NetworkFactory
 from noisylab.report_table import print_metrics
@@ -139,6 +140,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Train and test as configured; returns (and writes to metrics.json) the final metrics.
 
     The run folder is locked for the whole run (rank 0; the other DDP ranks follow it)."""
+    check_config(cfg)  # values of the wrong kind or range, named by key, before anything is built
     if cfg.test_on not in ("best", "last", "none"):
         raise ValueError(f"test_on must be best, last or none, got {cfg.test_on!r}")
     check_logger_packages(cfg.get("logger"))
@@ -207,6 +209,10 @@ def _run_in_locked_folder(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         finish_loggers(trainer.loggers, status)  # each job of a multirun ends its own logger run (W&B)
         release_distributed(trainer.strategy)
     metrics.update(_run_summary(trainer, tested, datamodule))
+    if trainer.is_global_zero and (skipped := datamodule.write_bad_images(output_dir / "bad_images.txt")):
+        log.warning("%d undecodable images were skipped (data.bad_images=skip); listed in %s", skipped,
+                    output_dir / "bad_images.txt")
+        metrics["data/bad_images_skipped"] = skipped
     if trainer.is_global_zero:
         atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         print_metrics(metrics, title=f"noisylab results ({output_dir})")

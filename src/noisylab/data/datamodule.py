@@ -25,6 +25,7 @@ from noisylab.data.sampler import EpochPermutationSampler, EpochSeededDataLoader
 from noisylab.data.source import ImageSource
 from noisylab.noise.base import NoiseModel, NoNoise
 from noisylab.noise.labels import NoisyLabels
+from noisylab.utils.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,7 @@ class NoisyLabelDataModule(L.LightningDataModule):
             return self.labels
         source = self.source_fn(root=self.root, download=self.download, **self.source_kwargs)
         self._check_label_range(source)
+        self.noise.check_classes(source.class_names)  # e.g. an asymmetric map naming classes the data lacks
         self.class_names = source.class_names
         self.image_shape = source.image_shape
         self.augment = BatchAugment(source.mean, source.std, **self.augment_kwargs)
@@ -225,7 +227,7 @@ class NoisyLabelDataModule(L.LightningDataModule):
         """Write the skipped image files to `path` (one per line) when there are any; returns their count."""
         bad = self.bad_images
         if bad:
-            Path(path).write_text("\n".join(bad) + "\n")
+            atomic_write_text(path, "\n".join(bad) + "\n")
         return len(bad)
 
     def _add_ood_sets(self, source: ImageSource) -> None:

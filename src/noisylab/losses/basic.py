@@ -49,9 +49,17 @@ class PerSampleLoss(nn.Module, ABC):
     Keeping the two apart lets combinations (WeightedPair, MeanPredictionEntropyRegularised) add the
     per-sample values of their parts and apply one reduction, whatever the parts' own `reduction` is.
 
+    The class attributes say which head's outputs the loss expects (config_checks refuses or warns about a
+    loss config whose head does not fit): `drainage_node`: the last output is the drainage node (a head with
+    `has_drainage`), else every output is a class; `distance_logits`: the outputs are negative prototype
+    distances (a head with `prototype_distances`).
+
     Args:
         reduction: "mean" (default, what the training methods expect), "sum" or "none" (per sample).
     """
+
+    drainage_node = False
+    distance_logits = False
 
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()

@@ -19,6 +19,8 @@ class EntropicCrossEntropy(PerSampleLoss):
     its log separately, which can take log of 0).
     """
 
+    distance_logits = True
+
     def __init__(self, entropic_scale: float = 10.0, scale_in_eval: bool = False, reduction: str = "mean") -> None:
         super().__init__(reduction)
         if entropic_scale <= 0:
@@ -41,8 +43,11 @@ class FractionalProbabilityRegularization:
     from the images 1, 2 and 3 places before it in that half (a cyclic roll); the target puts 0.25 on the
     label of each of the four source images. Loss = (CE on the first half + alpha * KL(target || p) on
     the mosaics) / 2, with p the criterion's training distribution. Used as the loss config's
-    `objective`: it needs the inputs, not only the outputs.
+    `objective`: it needs the inputs, not only the outputs. It calls the criterion's `log_probabilities`
+    (EntropicCrossEntropy's), so only such a criterion fits (`criterion_needs`, read by config_checks).
     """
+
+    criterion_needs = ("log_probabilities",)
 
     def __init__(self, alpha: float = 1.0) -> None:
         if alpha < 0:

@@ -24,6 +24,8 @@ class DrainageLoss(PerSampleLoss):
         reduction: "mean", "sum" or "none".
     """
 
+    drainage_node = True
+
     def __init__(self, a: float = 1.0, b: float | None = None, reduction: str = "mean") -> None:
         super().__init__(reduction)
         if b is None and a > 0:

@@ -21,9 +21,14 @@ from noisylab.metrics.scores import class_scores
 
 
 class LinearHead(nn.Module):
-    """K logits from a linear layer."""
+    """K logits from a linear layer.
+
+    `has_drainage` and `prototype_distances` say what the outputs are, so a loss that expects others
+    (losses.basic.PerSampleLoss's `drainage_node`, `distance_logits`) is caught before training.
+    """
 
     has_drainage = False
+    prototype_distances = False
     score_names: tuple[str, ...] = ("msp", "max_logit", "energy", "neg_entropy")
 
     def __init__(self, in_features: int, num_classes: int) -> None:
@@ -104,6 +109,7 @@ class IsoMaxPlusHead(LinearHead):
     minimum distance (max_logit, DisMax's MDS).
     """
 
+    prototype_distances = True
     score_names = ("max_logit", "msp", "neg_entropy", "energy")
     distance_divisor = 1.0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -26,6 +27,14 @@ class NoiseModel(ABC):
 
     def rng(self) -> np.random.Generator:
         return np.random.default_rng(self.seed)
+
+    def check_classes(self, class_names: Sequence[str]) -> None:
+        """Refuse settings that name classes the dataset does not have (class k is `class_names[k]`).
+
+        Called with all of the dataset's classes before any are held out as OOD: only then can a class that
+        does not exist be told apart from one that is held out. Most noise models name no classes.
+        """
+        return
 
     @abstractmethod
     def __call__(self, clean: np.ndarray, images: np.ndarray, class_ids: np.ndarray,

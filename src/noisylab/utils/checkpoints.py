@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import logging
 import pickle
+import shutil
 import zipfile
 from datetime import timedelta
 from pathlib import Path
@@ -50,11 +51,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError("AtomicCheckpointIO takes no storage_options")
         try:
             atomic_save(path, lambda f: torch.save(checkpoint, f))
-        except OSError as exc:
-            why = "the disk is full" if exc.errno == errno.ENOSPC else str(exc)
+        except (OSError, RuntimeError) as exc:  # torch's zip writer turns a full disk into a RuntimeError
+            errno_ = getattr(exc, "errno", None)
+            why = "the disk is full" if errno_ == errno.ENOSPC else f"{type(exc).__name__}: {str(exc)[:200]}"
             raise CheckpointWriteError(
-                exc.errno, f"could not write checkpoint {path}: {why}. The previous {Path(path).name} (if any) "
-                "is intact; free space (or fix the folder's permissions) and continue with resume=true"
+                errno_, f"could not write checkpoint {path}: {why} ({_free_mib(Path(path).parent):.1f} MiB free "
+                f"there now). The previous {Path(path).name} (if any) is intact; free space (or fix the folder's "
+                "permissions) and continue with resume=true"
             ) from exc
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
@@ -64,6 +67,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise
         except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
             raise damaged(Path(path), exc) from exc
+
+
+def _free_mib(folder: Path) -> float:
+    try:
+        return shutil.disk_usage(folder).free / 2**20
+    except OSError:
+        return float("nan")
 
 
 def damaged(path: Path, exc: BaseException) -> DamagedCheckpointError:

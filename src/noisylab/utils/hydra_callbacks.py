@@ -20,6 +20,9 @@ from noisylab.run_folder import FAILURE_FILE
 from noisylab.utils.atomic import atomic_write_bytes
 
 _RECORDS: dict[Path, dict[str, bytes]] = {}  # run folder -> its .hydra files as they were before this process
+# Jobs of this process's sweep that failed, with why: also those refused in a folder whose own (finished) run
+# must not be marked failed on disk.
+FAILED_JOBS: dict[Path, str] = {}
 
 
 def _remember(folder: Path) -> None:
@@ -49,6 +52,14 @@ class RunFolderRecord(Callback):
                     _remember(job)
 
 
+def _recorded_failure(job: Path) -> str:
+    try:
+        failure = json.loads((job / FAILURE_FILE).read_text())
+        return f"{failure['error']}: {failure['message']}"
+    except (OSError, ValueError, KeyError):
+        return "see its train.log"
+
+
 class SweepSummary(Callback):
     """After the last job of a sweep: how many finished and which failed (each job's failed.json says why);
     exits with status 1 when any failed, so scripts and CI see it."""
@@ -56,15 +67,11 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = Path(config.hydra.sweep.dir)
         jobs = sorted((p for p in sweep.iterdir() if (p / ".hydra").is_dir()), key=lambda p: (len(p.name), p.name))
-        failed = [job for job in jobs if (job / FAILURE_FILE).is_file()]
+        failed = [job for job in jobs if job.resolve() in FAILED_JOBS or (job / FAILURE_FILE).is_file()]
         finished = [job for job in jobs if (job / "metrics.json").is_file() and job not in failed]
         lines = [f"sweep {sweep}: {len(finished)} of {len(jobs)} jobs finished, {len(failed)} failed"]
         for job in failed:
-            try:
-                failure = json.loads((job / FAILURE_FILE).read_text())
-                why = f"{failure['error']}: {failure['message']}"
-            except (OSError, ValueError, KeyError):
-                why = "see its train.log"
+            why = FAILED_JOBS.get(job.resolve()) or _recorded_failure(job)
             lines.append(f"  failed: {job} ({why.splitlines()[0] if why else ''})")
         message = "\n".join(lines)
         print(message, file=sys.stderr)

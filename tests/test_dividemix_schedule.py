@@ -151,12 +151,14 @@ class RankWeights(L.Callback):
         (folder / f"rank{trainer.global_rank}.txt").write_text(digest.hexdigest())
 
 
-# A checkpoint after every epoch (<run>/epochs/epoch<N>.ckpt): with its val/acc monitor, the default callback
-# writes last.ckpt only in epochs whose val/acc enters the top k.
+# A checkpoint after every epoch (<run>/epochs/epoch<N>.ckpt), kept, to resume from any of them.
 EVERY_EPOCH = ["+callbacks.every_epoch._target_=lightning.pytorch.callbacks.ModelCheckpoint",
                "+callbacks.every_epoch.dirpath=${paths.output_dir}/epochs", "+callbacks.every_epoch.monitor=null",
                "+callbacks.every_epoch.save_top_k=-1", "+callbacks.every_epoch.filename='epoch{epoch}'",
-               "+callbacks.every_epoch.auto_insert_metric_name=false"]
+               "+callbacks.every_epoch.auto_insert_metric_name=false",
+               # Lightning keys a ModelCheckpoint's state by (monitor, mode, ...): another mode than
+               # last_checkpoint's keeps the two apart.
+               "+callbacks.every_epoch.mode=max"]
 
 
 def _checkpoint(run: Path, epoch: int) -> dict:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -17,6 +16,7 @@ from noisylab.report_table import print_metrics
 from noisylab.run_folder import record_noisy_labels
 from noisylab.train import build_datamodule, build_method
 from noisylab.utils.atomic import atomic_write_bytes, atomic_write_text
+from noisylab.utils.checkpoints import read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +25,7 @@ def run_config_of(checkpoint_path: Path) -> DictConfig:
     """The resolved config stored in a noisylab checkpoint."""
     if not checkpoint_path.is_file():
         raise FileNotFoundError(f"ckpt_path={checkpoint_path}: no such checkpoint")
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-    config = checkpoint.get("hyper_parameters", {}).get("run_config")
+    config = read_checkpoint(checkpoint_path).get("hyper_parameters", {}).get("run_config")
     if config is None:
         raise ValueError(f"{checkpoint_path} holds no run config; it was not written by noisylab's train.py")
     return OmegaConf.create(config)

@@ -15,12 +15,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.utils import to_absolute_path
 
 from noisylab.noise.labels import NoisyLabels
 from noisylab.utils.atomic import atomic_write_text
-from noisylab.utils.checkpoints import damaged, newest_valid_checkpoint
+from noisylab.utils.checkpoints import checkpoint_progress, newest_valid_checkpoint, read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -104,17 +103,14 @@ def checkpoint_to_resume(ckpt_path: str | None, resume: bool, output_dir: Path,
         path = Path(to_absolute_path(str(ckpt_path)))
         if not path.is_file():
             raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint ({path})")
+        checkpoint_progress(path)  # a damaged file is named now, before the new run writes anything
         return path
     return None
 
 
 def saved_run_config(checkpoint: Path) -> dict[str, Any]:
     """The resolved config a checkpoint was trained with (StandardMethod stores it)."""
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise damaged(checkpoint, exc) from exc
-    return dict(state.get("hyper_parameters", {}).get("run_config") or {})
+    return dict(read_checkpoint(checkpoint).get("hyper_parameters", {}).get("run_config") or {})
 
 
 def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

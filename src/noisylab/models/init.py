@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from noisylab.utils.checkpoints import read_checkpoint
+
 BACKBONE = "backbone."
 
 
@@ -16,7 +18,7 @@ def backbone_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]:
     path = Path(checkpoint).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"model.init_from={checkpoint}: no such file ({path.resolve()})")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_checkpoint(path)
     state = state.get("state_dict", state)
     prefixes = sorted({key[: key.index(BACKBONE)] for key in state if BACKBONE in key}, key=lambda p: (len(p), p))
     if not prefixes:

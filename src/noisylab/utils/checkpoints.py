@@ -65,7 +65,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
         except FileNotFoundError:
             raise
-        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+        except READ_ERRORS as exc:
             raise damaged(Path(path), exc) from exc
 
 
@@ -85,14 +85,29 @@ def damaged(path: Path, exc: BaseException) -> DamagedCheckpointError:
     )
 
 
-def checkpoint_progress(path: Path) -> tuple[int, int]:
-    """(global_step, epoch) stored in a checkpoint; raises DamagedCheckpointError when it cannot be read.
+READ_ERRORS = (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile)
 
-    mmap: only the small entries are read, not the weights."""
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """torch.load of a checkpoint (tensors and plain data only; mmap: weights are read when used), with a
+    DamagedCheckpointError naming the file when it is no checkpoint."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except FileNotFoundError:
+        raise
+    except READ_ERRORS as exc:
+        raise damaged(Path(path), exc) from exc
+    if not isinstance(state, dict):
+        raise damaged(Path(path), TypeError(f"holds a {type(state).__name__}, not a dict"))
+    return state
+
+
+def checkpoint_progress(path: Path) -> tuple[int, int]:
+    """(global_step, epoch) stored in a checkpoint; raises DamagedCheckpointError when it cannot be read."""
+    state = read_checkpoint(path)
+    try:
         return int(state["global_step"]), int(state["epoch"])
-    except (RuntimeError, EOFError, OSError, KeyError, TypeError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise damaged(path, exc) from exc
 
 

@@ -54,14 +54,8 @@ def train(args: list[str], run: Path) -> tuple[dict, float]:
     return json.loads((run / "metrics.json").read_text()), time.perf_counter() - started
 
 
-# The weights after the last epoch (checkpoints/last.ckpt is the last *best* epoch's under Lightning 2.6).
-FINAL = ["+callbacks.final._target_=lightning.pytorch.callbacks.ModelCheckpoint",
-         "+callbacks.final.dirpath=${paths.output_dir}/final", "+callbacks.final.monitor=null",
-         "+callbacks.final.save_top_k=1", "+callbacks.final.filename=final"]
-
-
 def last_epoch_accuracy(run: Path) -> float:
-    subprocess.run([sys.executable, str(REPO / "eval.py"), f"ckpt_path={run / 'final' / 'final.ckpt'}",
+    subprocess.run([sys.executable, str(REPO / "eval.py"), f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
                     "eval.plots=false"],
                    check=True, cwd=REPO, capture_output=True, text=True)
     return json.loads((run / "eval.json").read_text())["test/acc"]
@@ -85,7 +79,7 @@ def main() -> None:
     common = ["data=mnist", f"data.root={opts.root}", "data.source.path=benchmarks.dividemix_schedule.mnist_subset",
               f"+data.source_kwargs.train_size={opts.train_size}", "data.val_size=1000", f"model={opts.model}",
               "noise=symmetric", "ood=none", "method=dividemix", f"method.warmup_epochs={opts.warmup}",
-              "data.batch_size=128", "optim.lr=0.02", f"trainer.max_epochs={e}", f"sched.T_max={e}", *FINAL,
+              "data.batch_size=128", "optim.lr=0.02", f"trainer.max_epochs={e}", f"sched.T_max={e}",
               *opts.overrides]
     print(f"MNIST subset of {opts.train_size} ({opts.train_size - 1000} train + 1000 noisy validation), symmetric "
           f"noise, {opts.model}, batch 128, SGD lr 0.02 cosine, {e} epochs ({opts.warmup} warm-up), "

@@ -307,7 +307,10 @@ class NoisyLabelDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
         drop_last = shuffle and len(dataset) % batch_size == 1  # a batch of one breaks BatchNorm
-        sampler = EpochPermutationSampler(len(dataset), self.shuffle_seed, self._epoch) if shuffle else None
+        keyed = isinstance(dataset, FileDataset)  # augmented per sample in the workers: seeded by (epoch, index)
+        if keyed:
+            dataset.augment_seed = self.shuffle_seed
+        sampler = EpochPermutationSampler(len(dataset), self.shuffle_seed, self._epoch, keyed) if shuffle else None
         batched = isinstance(dataset, IndexedTensorDataset)  # fetches whole batches itself, in this process
         return EpochSeededDataLoader(
             dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,

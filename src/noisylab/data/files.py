@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
 
 from noisylab.data.errors import BadImageError, MissingImagesError
+from noisylab.utils.seeding import epoch_seed
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,7 @@ class FileDataset(Dataset):
         self.mode = ImageReadMode.GRAY if grey else ImageReadMode.RGB
         self.views = 1  # > 1: each sample is a tuple of independently transformed views (DivideMix, SimCLR)
         self.bad_images = "stop"  # or "skip" (data.bad_images; set by NoisyLabelDataModule)
+        self.augment_seed = 0  # seeds each training sample's augmentation with its epoch and index
         self.bad_images_record: Path | None = None
         self._decoded = 0  # images decoded by this process, for the error message
         self._skipped: set[str] = set()
@@ -133,10 +136,26 @@ class FileDataset(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        image, i = self._decode(i)
-        views = self.transform(image) if self.views == 1 else tuple(self.transform(image) for _ in range(self.views))
-        return views, self.labels[i], self.index[i], self.clean[i]
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`key`: an index, or (epoch, index) from a keyed EpochPermutationSampler (training), whose
+        augmentation is then seeded by (augment_seed, epoch, index) alone: the same in a resumed run and
+        whichever worker process draws it."""
+        epoch, i = key if isinstance(key, tuple) else (None, key)
+        image, j = self._decode(i)
+        with self._sample_rng(epoch, i):
+            views = self.transform(image) if self.views == 1 else tuple(self.transform(image)
+                                                                        for _ in range(self.views))
+        return views, self.labels[j], self.index[j], self.clean[j]
+
+    @contextlib.contextmanager
+    def _sample_rng(self, epoch: int | None, i: int) -> Iterator[None]:
+        if epoch is None:  # not from a keyed sampler: the process's own random stream
+            yield
+            return
+        in_main_process = get_worker_info() is None
+        with torch.random.fork_rng(devices=[], enabled=in_main_process):  # leave the training RNG alone
+            torch.manual_seed(epoch_seed(self.augment_seed, epoch, i))
+            yield
 
     def _decode(self, i: int) -> tuple[torch.Tensor, int]:
         """The image of sample `i` and `i`; when skipping bad images, the first decodable sample from `i` on."""

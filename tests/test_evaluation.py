@@ -151,3 +151,22 @@ def test_eval_under_ddp_counts_every_sample_once(tmp_path: Path) -> None:
     assert len(numeric) > 30
     for key in numeric:
         assert ddp[key] == pytest.approx(single[key], abs=1e-6), key
+
+
+@pytest.mark.slow
+def test_training_in_bf16_tests_in_float32_like_eval_py(tmp_path: Path) -> None:
+    """trainer.precision=bf16-mixed trains in bfloat16, but its final test and eval.py (32-true) give one
+    checkpoint the same numbers."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    run_train([f"hydra.run.dir={run}", "trainer.precision=bf16-mixed", "eval.plots=false", *QUICK], cwd=tmp_path)
+    proc = subprocess.run([sys.executable, str(REPO / "eval.py"), f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}",
+                           "eval.plots=false"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trained, evaluated = read_metrics(run), json.loads((run / "eval.json").read_text())
+    compared = [key for key in trained if key.startswith(("test/", "train/"))]
+    assert len(compared) > 20
+    for key in compared:
+        assert evaluated[key] == pytest.approx(trained[key], abs=1e-6), key

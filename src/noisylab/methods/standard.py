@@ -178,9 +178,14 @@ class StandardMethod(L.LightningModule):
 
     # ------------------------------------------------------------------ testing
     def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Test outputs in float32 whatever the training precision (autocast off): a checkpoint gets the
+        same metrics from train.py under trainer.precision=bf16-mixed as from eval.py, which tests in
+        32-true."""
         x, y, index, clean = batch
         name = self.trainer.datamodule.test_set_names[dataloader_idx]
-        self.evaluator.add(name, self.head, self(x), y, index, clean)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            outputs = self(x.float()).float()
+        self.evaluator.add(name, self.head, outputs, y, index, clean)
 
     def on_test_epoch_end(self) -> None:
         metrics = self.evaluator.compute(self, self.head, self.trainer.datamodule.test_set_names)

@@ -17,6 +17,28 @@ from noisylab.metrics.gather import first_occurrence, gather_rows
 from noisylab.models.heads import LinearHead
 
 
+class NonFiniteOutputsError(ValueError):
+    """A test set's network outputs hold NaN or infinite values: no metric of them would mean anything."""
+
+
+def check_finite_outputs(data: dict[str, dict[str, torch.Tensor]]) -> None:
+    """Refuse NaN / inf outputs, naming each set and the count: ranked as scores they would silently count
+    as most (or least) in-distribution, and ECE's binning would fail on them."""
+    bad = []
+    for name, rows in data.items():
+        values = [v.float().reshape(len(v), -1) for k, v in rows.items() if k == "outputs" or k.startswith("score/")]
+        if values:
+            count = int((~torch.isfinite(torch.cat(values, dim=1))).any(dim=1).sum())
+            if count:
+                bad.append(f"{name}: {count} of {len(values[0])} samples")
+    if bad:
+        raise NonFiniteOutputsError(
+            "the network's outputs are NaN or infinite on test sets (" + "; ".join(bad) + "), so no test metric "
+            "can be computed. The weights diverged or overflow: check the run's train/loss, lower optim.lr, set "
+            "trainer.gradient_clip_val, or train in trainer.precision=32-true"
+        )
+
+
 class TestSetEvaluator:
     """Holds each test set's per-sample results during `trainer.test` and turns them into named metrics.
 
@@ -79,6 +101,7 @@ class TestSetEvaluator:
         data = {name: self._collect(module, name) for name in names}
         self.rows.clear()
         data = {name: d for name, d in data.items() if d and len(d["index"])}
+        check_finite_outputs(data)
         metrics: dict[str, float] = {}
         test, val, train = data.get("test"), data.get("val"), data.get("train")
         ood_sets = {name: d for name, d in data.items() if name.startswith("ood/")}

@@ -34,7 +34,17 @@ def noise_detection_metrics(
 
 
 def precision_at_noise_rate(mislabel_scores: torch.Tensor, is_noisy: torch.Tensor) -> float:
-    """Share of truly mislabeled samples among the k highest-scored ones, k = the number mislabeled."""
+    """Share of truly mislabeled samples among the k highest-scored ones, k = the number mislabeled.
+
+    Ties at the k-th score are averaged (the expected precision over every order of the tied samples),
+    not broken by topk's internal order: constant scores give the noise rate, not 1.0 or 0.0."""
+    is_noisy = is_noisy.bool()
+    scores = mislabel_scores.double()
     k = int(is_noisy.sum())
-    top = torch.topk(mislabel_scores.double(), k).indices
-    return float(is_noisy.bool()[top].double().mean())
+    if k == 0:
+        return float("nan")
+    threshold = torch.topk(scores, k).values[-1]
+    above, tied = scores > threshold, scores == threshold
+    from_tied = k - int(above.sum())
+    noisy_tied_share = is_noisy[tied].double().mean()
+    return float((is_noisy[above].double().sum() + from_tied * noisy_tied_share) / k)

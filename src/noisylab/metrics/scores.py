@@ -24,9 +24,10 @@ def energy(logits: torch.Tensor) -> torch.Tensor:
 
 
 def neg_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """sum_k p_k log p_k, computed from log-softmax (no log of 0)."""
+    """sum_k p_k log p_k, computed from log-softmax (no log of 0); a class with p_k = 0 (a -inf logit)
+    adds 0, as the limit p log p -> 0 says, not 0 * -inf = NaN."""
     log_p = logits.log_softmax(1)
-    return (log_p.exp() * log_p).sum(1)
+    return torch.where(log_p.isneginf(), 0.0, log_p.exp() * log_p).sum(1)
 
 
 def mmls(logits: torch.Tensor) -> torch.Tensor:

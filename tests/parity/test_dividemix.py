@@ -379,6 +379,35 @@ def test_alternating_steps_match_the_reference_train_loop(name: str, tmp_path: P
     assert draws.all_used()
 
 
+def test_co_guessing_uses_the_trained_network_in_train_mode_and_the_other_in_eval_mode(tmp_path: Path) -> None:
+    """The reference's train() sets net.train() and net2.eval() before its loop: the network being trained
+    predicts the guesses and the refined labels in train mode (BatchNorm batch statistics, dropout), the
+    fixed one in eval mode. The fixture's linear networks cannot show modes, so the calls record them."""
+    name = next(iter(PRESET))
+    c = case(MIXMATCH, name)
+    driver = Driver(c, compose_config(tmp_path, [f"experiment={PRESET[name]}"], quick=False))
+    method = driver.method
+    seen: list[tuple[int, bool, bool]] = []  # (network, grad enabled, training mode) of each forward
+    traced = method._class_logits
+
+    def class_logits(k: int, x: torch.Tensor) -> torch.Tensor:
+        seen.append((k, torch.is_grad_enabled(), method.networks()[k].training))
+        return traced(k, x)
+
+    method._class_logits = class_logits
+    for net in method.networks():
+        net.train()
+    x = step_inputs(c["outputs"]["phases"][0]["steps"][0])
+    views = (torch.cat([x["inputs_x"], x["inputs_u"]]), torch.cat([x["inputs_x2"], x["inputs_u2"]]))
+    labels = torch.cat([x["labels_x"], torch.zeros(len(x["inputs_u"]), dtype=torch.long)])
+    clean_prob = torch.cat([x["w_x"].clamp(min=0.9), torch.zeros(len(x["inputs_u"]))])
+    method._joint_mixmatch_loss(0, views, labels, clean_prob, 1.0)
+    guesses = [(k, training) for k, grad, training in seen if not grad]
+    assert guesses == [(0, True), (0, True), (1, False), (1, False)]
+    assert all(training for k, grad, training in seen if grad)  # the mixed batch, trained network
+    assert method.networks()[1].training  # the fixed network's mode is put back
+
+
 # ============================================================================================ settings
 PER_SETTING = case(SETTINGS, "per_setting")["outputs"]["settings"]
 

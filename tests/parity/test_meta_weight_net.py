@@ -30,6 +30,7 @@ rtol 1e-5 (atol 1e-6).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -125,29 +126,30 @@ class Driver:
         return dict(self.method.weight_net.named_parameters())[VNET_NAMES[ref_name]]
 
 
+def check_phase(where: str, what: str, inputs: torch.Tensor, weights: torch.Tensor, ref: dict, keys: tuple[str, ...],
+                param: Callable[[str], torch.Tensor]) -> None:
+    """One half of a step (the virtual step and the weight network's update, or the real step and the
+    classifier's): the per-sample losses and weights it saw, the gradients and the parameters after it."""
+    losses_key, weights_key, grads_key, after_key = keys
+    torch.testing.assert_close(inputs.double(), tensor(ref[losses_key]), **VALUE,
+                               msg=lambda m: f"{where}, per-sample losses ({losses_key}): {m}")
+    torch.testing.assert_close(weights.double(), tensor(ref[weights_key]), **VALUE,
+                               msg=lambda m: f"{where}, per-sample weights ({weights_key}): {m}")
+    for name, grad in ref[grads_key].items():
+        err = rel_l2(param(name).grad, tensor(grad))
+        assert err <= GRAD_REL_L2, f"{where}: {what} gradient of {name}: rel L2 error {err:.2e}"
+    for name, value in ref[after_key].items():
+        torch.testing.assert_close(param(name).detach().double(), tensor(value), **VALUE,
+                                   msg=lambda m, name=name: f"{where}, {what} {name} after its step: {m}")
+
+
 def check_step(driver: Driver, ref: dict, step: int) -> None:
     (virtual_in, virtual_w), (real_in, real_w) = driver.weight_calls
     where = f"step {step + 1}"
-    torch.testing.assert_close(virtual_in.double(), tensor(ref["virtual_losses"]), **VALUE,
-                               msg=lambda m: f"{where}, losses of the virtual step: {m}")
-    torch.testing.assert_close(virtual_w.double(), tensor(ref["virtual_weights"]), **VALUE,
-                               msg=lambda m: f"{where}, weights on the virtual step: {m}")
-    for name, grad in ref["vnet_grads"].items():
-        err = rel_l2(driver.vnet_param(name).grad, tensor(grad))
-        assert err <= GRAD_REL_L2, f"{where}: meta gradient of the weight network's {name}: rel L2 error {err:.2e}"
-    for name, value in ref["vnet_after"].items():
-        torch.testing.assert_close(driver.vnet_param(name).detach().double(), tensor(value), **VALUE,
-                                   msg=lambda m, name=name: f"{where}, weight network's {name} after its step: {m}")
-    torch.testing.assert_close(real_in.double(), tensor(ref["real_losses"]), **VALUE,
-                               msg=lambda m: f"{where}, losses of the real step: {m}")
-    torch.testing.assert_close(real_w.double(), tensor(ref["weights"]), **VALUE,
-                               msg=lambda m: f"{where}, per-sample weights of the real step: {m}")
-    for name, grad in ref["model_grads"].items():
-        err = rel_l2(driver.param(name).grad, tensor(grad))
-        assert err <= GRAD_REL_L2, f"{where}: classifier gradient of {name}: rel L2 error {err:.2e}"
-    for name, value in ref["model_after"].items():
-        torch.testing.assert_close(driver.param(name).detach().double(), tensor(value), **VALUE,
-                                   msg=lambda m, name=name: f"{where}, classifier {name} after its step: {m}")
+    check_phase(where, "weight network's", virtual_in, virtual_w, ref,
+                ("virtual_losses", "virtual_weights", "vnet_grads", "vnet_after"), driver.vnet_param)
+    check_phase(where, "classifier", real_in, real_w, ref, ("real_losses", "weights", "model_grads", "model_after"),
+                driver.param)
 
 
 def test_mwnet_reference_steps() -> None:

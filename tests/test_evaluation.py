@@ -100,10 +100,11 @@ def test_eval_py_reproduces_the_training_runs_test_metrics_and_adds_ood_sets(tmp
     assert "test/acc" in proc.stdout
     trained, evaluated = read_metrics(run), json.loads((run / "eval.json").read_text())
     for key, value in trained.items():
-        same_sets = not key.startswith("test/ood/") or key.startswith("test/ood/holdout")
-        if key.startswith(("test/", "train/")) and same_sets:  # the mean over OOD sets now includes a new set
+        if key.startswith(("test/", "train/")):  # photo_patches is in no group: the near mean stays holdout's
             assert evaluated[key] == pytest.approx(value, abs=1e-6), key
-    assert "test/ood/photo_patches/auroc" in evaluated
+    assert "test/ood/photo_patches/one_minus_p_d/auroc" in evaluated
+    assert evaluated["test/ood_other/one_minus_p_d/auroc"] == evaluated["test/ood/photo_patches/one_minus_p_d/auroc"]
+    assert evaluated["default_score"] == "one_minus_p_d"
     assert evaluated["ood_sets"] == ["ood/holdout", "ood/photo_patches"]
     assert len(list(run.glob("eval.*.json"))) == 1
     assert (run / "eval_plots" / "ood_scores.png").is_file()

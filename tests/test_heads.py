@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from noisylab.losses.dismax import EntropicCrossEntropy, FractionalProbabilityRegularization
 from noisylab.metrics.calibration import ece, fit_temperature
-from noisylab.metrics.scores import class_scores
+from noisylab.metrics.scores import class_scores, display_value
 from noisylab.models.heads import DisMaxHead, DrainageHead, FixedDrainageHead, IsoMaxPlusHead, LinearHead
 
 
@@ -35,7 +35,10 @@ def test_scores_match_their_definitions() -> None:
     expected["mmles"] = expected["mmls"] + expected["neg_entropy"]
     expected["mmleps"] = expected["mmles"] + expected["msp"]
     for name, value in expected.items():
-        np.testing.assert_allclose(scores[name].numpy(), value, rtol=1e-5, atol=1e-5, err_msg=name)
+        shown = display_value(name, scores[name]).numpy()  # MSP is held as its log-odds
+        np.testing.assert_allclose(shown, value, rtol=1e-12, atol=1e-12, err_msg=name)
+        assert scores[name].dtype == torch.float64, name
+    np.testing.assert_allclose(scores["msp"].numpy(), np.log(p.max(1) / (1 - p.max(1))), rtol=1e-10)
     # No log of 0: a one-hot-like softmax still gives a finite entropy.
     assert torch.isfinite(class_scores(torch.tensor([[1e4, -1e4, 0.0]]), ("neg_entropy",))["neg_entropy"]).all()
 
@@ -68,8 +71,10 @@ def test_fixed_drainage_head_appends_a_constant_logit() -> None:
     assert out.shape == (6, 4)
     assert torch.all(out[:, 3] == 1.5)
     assert sum(p.numel() for p in head.parameters()) == 4 * 3 + 3  # only the K class logits are learned
-    expected = 1 - torch.softmax(out, 1)[:, 3]
-    torch.testing.assert_close(head.id_scores(out)["drainage"], expected)
+    expected = 1 - torch.softmax(out.double(), 1)[:, 3]
+    held = head.id_scores(out)["one_minus_p_d"]
+    torch.testing.assert_close(display_value("one_minus_p_d", held), expected)
+    torch.testing.assert_close(held, torch.log(expected / (1 - expected)))  # held as log-odds
 
 
 def test_drainage_head_drains_on_the_extra_node() -> None:
@@ -77,7 +82,7 @@ def test_drainage_head_drains_on_the_extra_node() -> None:
     outputs = torch.tensor([[3.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 5.0]])
     assert head.drained(outputs).tolist() == [False, True]
     assert head.class_logits(outputs).argmax(1).tolist() == [0, 0]
-    assert list(head.id_scores(outputs))[:2] == ["drainage", "msp"]
+    assert list(head.id_scores(outputs))[:2] == ["one_minus_p_d", "msp"]
     assert not LinearHead(2, 3).drained(outputs[:, :3]).any()
 
 
@@ -130,3 +135,23 @@ def test_temperature_scaling_recovers_a_known_temperature() -> None:
     assert ece(overconfident / t, labels) < ece(overconfident, labels) / 2
     with pytest.raises(ValueError, match="eval.calibration"):
         fit_temperature(overconfident, labels, "brier")
+
+
+def test_probability_scores_keep_their_order_where_float32_softmax_saturates() -> None:
+    """Confident logits (gaps of 20-60) give MSP and 1 - p_d of exactly 1.0 in float32 and float64, so their
+    order is lost; the held log-odds keep it, and the AUROC equals the one of the exact order."""
+    gaps = torch.linspace(20.0, 60.0, 50)
+    logits = torch.stack([gaps, torch.zeros(50), torch.zeros(50)], dim=1)
+    assert (logits.softmax(1).amax(1) == 1.0).sum() > 40  # float32 ties them
+    held = class_scores(logits, ("msp",))["msp"]
+    assert torch.all(held[1:] > held[:-1])  # strictly increasing with the gap, as the exact MSP is
+    drainage = torch.cat([torch.zeros(50, 2), -gaps.unsqueeze(1)], dim=1)  # drainage logit far below the classes
+    held_d = DrainageHead(2, 2).id_scores(drainage)["one_minus_p_d"]
+    assert torch.all(held_d[1:] > held_d[:-1])
+    from noisylab.metrics.ood import ood_metrics
+
+    is_id = torch.arange(50) % 2 == 0  # interleaved: the exact order gives AUROC from the gaps alone
+    exact = ood_metrics(gaps[is_id].double(), gaps[~is_id].double())["auroc"]
+    assert ood_metrics(held[is_id], held[~is_id])["auroc"] == exact
+    float32 = logits.softmax(1).amax(1)
+    assert ood_metrics(float32[is_id], float32[~is_id])["auroc"] != exact  # what saturation costs

@@ -26,7 +26,7 @@ def test_one_multirun_over_every_loss_config(tmp_path: Path) -> None:
         overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
         metrics = read_metrics(job)
         assert math.isfinite(metrics["test/acc"]), overrides
-        assert math.isfinite(metrics["test/ood/auroc"]), overrides
+        assert math.isfinite(metrics[f"test/ood_near/{metrics['default_score']}/auroc"]), overrides
 
 
 def test_truncated_gce_refreshes_its_weights_in_a_real_run(tmp_path: Path) -> None:

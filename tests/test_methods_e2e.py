@@ -36,7 +36,7 @@ def _check_diagnostics(name: str, run: Path) -> None:
     if name == "simclr":
         assert "val/loss/best" in metrics and "test/acc" not in metrics  # pre-training: nothing to test
         return
-    assert 0 <= metrics["test/acc"] <= 1 and "test/ood/auroc" in metrics
+    assert 0 <= metrics["test/acc"] <= 1 and f"test/ood_near/{metrics['default_score']}/auroc" in metrics
     if name in ("dividemix", "instancegm"):
         for k in (1, 2):
             assert 0 < logged[f"select/net{k}/selected_fraction"][-1] <= 1

@@ -28,14 +28,15 @@ def _reference(id_scores: torch.Tensor, ood_scores: torch.Tensor) -> dict[str, f
         "auroc": roc_auc_score(is_id, scores),
         "aupr_in": average_precision_score(is_id, scores),
         "aupr_out": average_precision_score(1 - is_id, -scores),
-        "fpr95": _fpr95(ids, oods),
+        "fpr95_id_positive": _fpr95(ids, oods),  # ID positive: OOD accepted while 95% of ID are kept
+        "fpr95_ood_positive": _fpr95(-oods, -ids),  # OOD positive: ID rejected while 95% of OOD are detected
     }
 
 
 def _assert_matches(got: dict[str, float], want: dict[str, float]) -> None:
-    assert set(got) == {"auroc", "aupr_in", "aupr_out", "fpr95"}
+    assert set(got) == {"auroc", "aupr_in", "aupr_out", "fpr95_id_positive", "fpr95_ood_positive"}
     for key, value in want.items():
-        assert got[key] == pytest.approx(value, abs=1e-5), key
+        assert got[key] == pytest.approx(value, abs=1e-12), key
 
 
 def _scores(seed: int, n_id: int = 300, n_ood: int = 200, shift: float = 1.0):
@@ -45,7 +46,7 @@ def _scores(seed: int, n_id: int = 300, n_ood: int = 200, shift: float = 1.0):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_ood_metrics_continuous_scores(seed):
-    """auroc, aupr_in, aupr_out and fpr95 equal sklearn / numpy on overlapping continuous scores."""
+    """auroc, aupr_in, aupr_out and both fpr95 conventions equal sklearn / numpy on overlapping continuous scores."""
     id_scores, ood_scores = _scores(seed)
     _assert_matches(ood_metrics(id_scores, ood_scores), _reference(id_scores, ood_scores))
 
@@ -72,12 +73,12 @@ def test_ood_metrics_fpr95_with_tied_threshold():
     id_scores = torch.tensor([5.0] * 10 + [1.0] * 10)  # t = 1.0 keeps 100% (5.0 keeps only 50%)
     ood_scores = torch.tensor([1.0, 1.0, 0.0, 0.0])
     got = ood_metrics(id_scores, ood_scores)
-    assert got["fpr95"] == pytest.approx(0.5)
+    assert got["fpr95_id_positive"] == pytest.approx(0.5)
     _assert_matches(got, _reference(id_scores, ood_scores))
 
 
 def test_ood_metrics_perfect_separation():
-    """Every ID score above every OOD score: auroc 1, both AUPRs 1, fpr95 0; the reverse gives 0 and 1."""
+    """Every ID score above every OOD score: auroc 1, both AUPRs 1, both fpr95 0; the reverse gives 0 and 1."""
     g = torch.Generator().manual_seed(4)
     id_scores = 2 + torch.rand(100, generator=g)
     ood_scores = -3 + torch.rand(80, generator=g)
@@ -85,10 +86,10 @@ def test_ood_metrics_perfect_separation():
     assert got["auroc"] == pytest.approx(1.0)
     assert got["aupr_in"] == pytest.approx(1.0)
     assert got["aupr_out"] == pytest.approx(1.0)
-    assert got["fpr95"] == 0.0
+    assert got["fpr95_id_positive"] == got["fpr95_ood_positive"] == 0.0
     reverse = ood_metrics(ood_scores, id_scores)
     assert reverse["auroc"] == pytest.approx(0.0)
-    assert reverse["fpr95"] == pytest.approx(1.0)
+    assert reverse["fpr95_id_positive"] == reverse["fpr95_ood_positive"] == pytest.approx(1.0)
 
 
 def test_ood_metrics_large_energy_like_scores():

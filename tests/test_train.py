@@ -16,7 +16,8 @@ from tests.fixtures import write_cifar10, write_cifar100
 
 pytestmark = pytest.mark.slow
 
-HEADLINE = ["test/acc", "test/drainage_rate", "test/selective_acc", "test/ece", "test/ood/auroc"]
+HEADLINE = ["test/acc", "test/drainage_rate", "test/selective_acc", "test/ece", "test/ood_near/one_minus_p_d/auroc",
+            "test/selective/one_minus_p_d/aurc", "test/calibrated/noisy_val/ece"]
 
 
 def _weights(ckpt: Path) -> dict[str, torch.Tensor]:
@@ -33,7 +34,8 @@ def test_default_run_trains_tests_and_writes_its_run_folder(tmp_path: Path) -> N
     for name in [*HEADLINE, "train/noise_detection_auroc", "train/drainage_precision", "val/best_acc"]:
         assert np.isfinite(metrics[name]), name
     assert metrics["test/acc"] > 0.5  # 8 classes after holding out 2: chance is 0.125
-    assert metrics["test/ood/auroc"] > 0.5
+    assert metrics["test/ood_near/one_minus_p_d/auroc"] > 0.5
+    assert "rank by the score 1 - p_d" in " ".join(proc.stdout.split())  # the console says which score
     assert abs(metrics["noise/realised_rate"] - 0.4) < 0.05
     assert metrics["tested_checkpoint"].endswith("best.ckpt")
     for path in [".hydra/config.yaml", "noisy_labels.npz", "checkpoints/last.ckpt", "checkpoints/best.ckpt"]:
@@ -59,7 +61,9 @@ def test_cifar100_headline_command_on_a_fixture(tmp_path: Path) -> None:
     assert config["model"]["arch"] == "resnet34"
     assert config["data"]["name"] == "cifar100"
     metrics = read_metrics(run)
-    assert "test/acc" in metrics and "test/ood/cifar10/auroc" in metrics
+    assert "test/acc" in metrics and "test/ood/cifar10/one_minus_p_d/auroc" in metrics
+    # OpenOOD v1.5's CIFAR-100 grouping: CIFAR-10 is near OOD
+    assert metrics["test/ood_near/one_minus_p_d/auroc"] == metrics["test/ood/cifar10/one_minus_p_d/auroc"]
     assert not any("holdout" in key for key in metrics)
     noisy = np.load(run / "noisy_labels.npz")
     assert len(np.unique(noisy["clean"])) == 100  # all classes of the fixture train
@@ -152,8 +156,8 @@ def test_ddp_on_cpu_in_a_multirun(tmp_path: Path) -> None:
     assert [p.name for p in jobs] == ["0", "1"]
     single = tmp_path / "single"
     run_train(["seed=3", f"hydra.run.dir={single}", *QUICK], cwd=tmp_path)
-    core = {"test/acc", "test/drainage_rate", "test/ece", "test/ood/auroc", "train/noise_detection_auroc",
-            "val/best_acc", "best_epoch"}
+    core = {"test/acc", "test/drainage_rate", "test/ece", "test/ood_near/one_minus_p_d/auroc",
+            "train/noise_detection_auroc", "val/best_acc", "best_epoch"}
     assert core <= set(read_metrics(single))
     for job in jobs:
         metrics = read_metrics(job)

@@ -62,6 +62,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     for per_loader in trainer.test(method, datamodule=datamodule, ckpt_path=str(checkpoint), verbose=False):
         metrics.update(per_loader)
     metrics["checkpoint"] = str(checkpoint)
+    if method.evaluator.default_score is not None:
+        metrics["default_score"] = method.evaluator.default_score
     metrics["ood_sets"] = [name for name in datamodule.test_set_names if name.startswith("ood/")]
     if trainer.is_global_zero:
         out = run_dir / "eval.json"

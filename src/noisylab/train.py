@@ -64,9 +64,29 @@ def network_factory(cfg: DictConfig, datamodule: NoisyLabelDataModule, load_init
                           init_from=str(path) if path else None)
 
 
+def _class_name(spec: Any, suffix: str = "") -> str | None:
+    target = spec.get("_target_") if spec is not None else None
+    return None if target is None else target.rsplit(".", 1)[-1].removesuffix(suffix)
+
+
+def run_setting(cfg: DictConfig) -> dict[str, Any]:
+    """What a figure says it shows: dataset, noise model and rate, method and loss (None where unset)."""
+    noise = cfg.get("noise")
+    return {
+        "data": cfg.data.get("name"),
+        "noise": (_class_name(noise, "Noise") or "").lower() or None,
+        "rate": noise.get("rate") if noise is not None else None,
+        "method": (_class_name(cfg.get("method"), "Method") or "").lower() or None,
+        "loss": _class_name(cfg.loss.get("criterion"), "Loss"),
+    }
+
+
 def build_method(cfg: DictConfig, datamodule: NoisyLabelDataModule, load_init: bool = True) -> L.LightningModule:
     """The configured method with its network(s) sized from the data, head from the loss config."""
     # Not recursive: run_config holds _target_ keys that must stay plain data in the checkpoint.
+    evaluator = instantiate(cfg.eval)
+    evaluator.check_data(datamodule)
+    evaluator.setting = run_setting(cfg)
     return instantiate(
         cfg.method,
         _recursive_=False,
@@ -75,7 +95,7 @@ def build_method(cfg: DictConfig, datamodule: NoisyLabelDataModule, load_init: b
         criterion=instantiate(cfg.loss.criterion),
         optimizer=instantiate(cfg.optim),
         scheduler=instantiate(cfg.sched),
-        evaluator=instantiate(cfg.eval),
+        evaluator=evaluator,
         objective=instantiate(cfg.loss.get("objective")),
         l1=cfg.loss.get("l1", 0.0),
         run_config=OmegaConf.to_container(cfg, resolve=True),
@@ -191,7 +211,8 @@ def _run_in_locked_folder(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
             from noisylab import plots
 
             names = [datamodule.class_names[i] for i in labels.class_ids]
-            plots.transition_matrix(output_dir / "plots" / "transition_matrix.png", labels.transition, names)
+            plots.transition_matrix(output_dir / "plots" / "transition_matrix.png", labels.transition, names,
+                                    setting=method.evaluator.setting)
 
     for logger in trainer.loggers:
         logger.log_metrics({"noise/realised_rate": labels.rate}, step=0)
@@ -209,6 +230,8 @@ def _run_in_locked_folder(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         finish_loggers(trainer.loggers, status)  # each job of a multirun ends its own logger run (W&B)
         release_distributed(trainer.strategy)
     metrics.update(_run_summary(trainer, tested, datamodule))
+    if method.evaluator.default_score is not None:
+        metrics["default_score"] = method.evaluator.default_score
     if trainer.is_global_zero and (skipped := datamodule.write_bad_images(output_dir / "bad_images.txt")):
         log.warning("%d undecodable images were skipped (data.bad_images=skip); listed in %s", skipped,
                     output_dir / "bad_images.txt")

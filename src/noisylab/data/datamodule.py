@@ -7,7 +7,7 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ from noisylab.data.source import ImageSource
 from noisylab.noise.base import NoiseModel, NoNoise
 from noisylab.noise.labels import NoisyLabels
 from noisylab.utils.atomic import atomic_write_text
+
+OOD_GROUPS = ("near", "far", "other")
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,9 @@ class NoisyLabelDataModule(L.LightningDataModule):
             and nothing is copied per step.
         ood: named OOD specs: `holdout` (HeldOutClasses) removes classes from training; each OODSet adds
             the test set "ood/<name>".
+        ood_groups: {near: [set names], far: [...]}: which OOD sets are near and which far for this
+            in-distribution dataset (OpenOOD v1.5's grouping where it has one); the test reports each
+            group's mean, never one mean over near and far sets together.
         meta_size: samples split off the training set *before* noise is applied, kept with their clean
             labels as the meta set of meta-learning methods (Meta-Weight-Net); 0 = none.
         bad_images: image files that cannot be decoded while training or testing: "stop" (an error naming
@@ -87,6 +92,7 @@ class NoisyLabelDataModule(L.LightningDataModule):
         on_device: bool = True,
         meta_size: int = 0,
         bad_images: str = "stop",
+        ood_groups: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -110,6 +116,10 @@ class NoisyLabelDataModule(L.LightningDataModule):
         self.asymmetric_map = asymmetric_map
         self.human_labels = human_labels
         self.ood_specs = dict(ood or {})
+        self.ood_groups = {group: list(names) for group, names in (ood_groups or {}).items()}
+        unknown_groups = sorted(set(self.ood_groups) - set(OOD_GROUPS))
+        if unknown_groups:
+            raise ValueError(f"data.ood_groups has groups {unknown_groups}; the groups are {', '.join(OOD_GROUPS)}")
         self.num_workers = int(num_workers)
         self.on_device = bool(on_device)
         if meta_size < 0:
@@ -121,6 +131,8 @@ class NoisyLabelDataModule(L.LightningDataModule):
         self.bad_images_record: Path | None = None
         self.meta_set: Dataset | None = None
         self.labels: NoisyLabels | None = None
+        self.val_labels_kind = "noisy_val"  # which labels the validation split carries (set by build)
+        self._source_real_noise = False
         self.augment: BatchAugment | None = None
 
     # ------------------------------------------------------------------ building
@@ -132,6 +144,7 @@ class NoisyLabelDataModule(L.LightningDataModule):
         self._check_label_range(source)
         self.noise.check_classes(source.class_names)  # e.g. an asymmetric map naming classes the data lacks
         self.class_names = source.class_names
+        self._source_real_noise = bool(source.real_noise)
         self.image_shape = source.image_shape
         self.augment = BatchAugment(source.mean, source.std, **self.augment_kwargs)
 
@@ -165,8 +178,10 @@ class NoisyLabelDataModule(L.LightningDataModule):
             val_in = np.flatnonzero(np.isin(source.val_labels, class_ids))
             val_labels = to_contiguous[source.val_labels[val_in]]
             self.val_set = source.dataset("val", val_in, val_labels, val_labels)
+            self.val_labels_kind = "official_val"
         else:
             val_labels = clean[val_pos] if self.clean_val else noisy[val_pos]
+            self.val_labels_kind = "clean_val_oracle" if self.clean_val and not source.real_noise else "noisy_val"
             self.val_set = source.dataset("train", kept[val_pos], val_labels, clean[val_pos], index=val_pos)
 
         test_in = np.flatnonzero(np.isin(source.test_labels, class_ids))
@@ -282,6 +297,20 @@ class NoisyLabelDataModule(L.LightningDataModule):
     @property
     def test_set_names(self) -> list[str]:
         return list(self.test_sets)
+
+    @property
+    def clean_labels_known(self) -> bool:
+        """Whether the training split's clean labels are known (synthetic noise, CIFAR-N); for datasets with
+        real noise of their own (WebVision, Clothing1M's noisy set) the "clean" labels are the noisy ones."""
+        return not self._source_real_noise
+
+    def ood_group(self, set_name: str) -> str:
+        """near, far or other for an OOD set name (without "ood/"): held-out classes of the training
+        dataset are near OOD (the closest semantic shift there is); other sets as data.ood_groups says
+        (OpenOOD v1.5's grouping for the datasets it covers), "other" where it says nothing."""
+        if set_name == HeldOutClasses.name:
+            return "near"
+        return next((group for group, names in self.ood_groups.items() if set_name in names), "other")
 
     # ------------------------------------------------------------------ Lightning hooks
     def setup(self, stage: str | None = None) -> None:

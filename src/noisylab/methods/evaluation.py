@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import lightning as L
@@ -39,6 +39,9 @@ def check_finite_outputs(data: dict[str, dict[str, torch.Tensor]]) -> None:
         )
 
 
+CALIBRATION_LABELS = ("val", "clean")
+
+
 class TestSetEvaluator:
     """Holds each test set's per-sample results during `trainer.test` and turns them into named metrics.
 
@@ -49,28 +52,62 @@ class TestSetEvaluator:
     sample, so large OOD sets stream through. Per-sample rows are gathered from every DDP rank and
     de-duplicated by sample index, so each sample counts exactly once.
 
+    Every OOD and selective-classification metric names its score (test/ood/<set>/<score>/auroc,
+    test/selective/<score>/aurc): heads offer different default scores (1 - p_d, MSP, MMLES), and a number
+    must say which it is. OOD sets are averaged within their group only (test/ood_near/..., test/ood_far/...,
+    test/ood_other/...; the datamodule groups them), never near and far together. Calibrated metrics name
+    the labels the temperature was fitted to (test/calibrated/<noisy_val|clean_val_oracle|official_val>/...).
+
     Args:
         calibration: fit a temperature on the validation split minimising "nll" or "ece" and report
-            test/temperature and test/calibrated/{ece,nll,brier}; None to skip.
-        scores: OOD scores to report (names from metrics.scores, or "drainage"); None = all the head
-            offers. The first is reported unqualified (test/ood/<set>/auroc) and ranks samples for
-            selective classification (test/aurc, test/acc_at_90).
-        coverage: the coverage of test/acc_at_<coverage>.
-        plots: write PNG figures into `plot_dir` (set by the entry point on the main process).
+            test/calibrated/<labels>/{temperature,ece,nll,brier}; None to skip.
+        calibration_labels: "val": the labels the validation split carries (the noisy labels, unless
+            data.clean_val or an official clean validation set); "clean": the split's clean labels, an
+            oracle only synthetic noise or CIFAR-N allows (reported as clean_val_oracle).
+        scores: scores to report (names from metrics.scores, or "one_minus_p_d"); None = all the head
+            offers. The first is the run's default score: plots and the console table show it.
+        coverage: the coverage of test/selective/<score>/acc_at_<coverage>.
+        plots: write figures (PNG and PDF) into `plot_dir` (set by the entry point on the main process),
+            annotated with `setting`, and log them to the run's loggers.
     """
 
+    __test__ = False  # a name pytest would otherwise try to collect
+
     def __init__(self, calibration: str | None = "nll", scores: Sequence[str] | None = None, coverage: float = 0.9,
-                 plots: bool = True) -> None:
+                 plots: bool = True, calibration_labels: str = "val") -> None:
         if calibration not in (None, "nll", "ece"):
             raise ValueError(f"eval.calibration must be nll, ece or null, got {calibration!r}")
+        if calibration_labels not in CALIBRATION_LABELS:
+            raise ValueError(f"eval.calibration_labels must be one of {', '.join(CALIBRATION_LABELS)}, got "
+                             f"{calibration_labels!r}")
         if not 0 < coverage <= 1:
             raise ValueError(f"eval.coverage must be in (0, 1], got {coverage}")
         self.calibration = calibration
+        self.calibration_labels = calibration_labels
         self.scores = None if scores is None else list(scores)
         self.coverage = float(coverage)
         self.plots = bool(plots)
         self.plot_dir: Path | None = None
+        self.setting: dict[str, object] = {}
+        self.default_score: str | None = None  # the score plots and the console table use (set by compute)
         self.rows: dict[str, dict[str, list[torch.Tensor]]] = defaultdict(lambda: defaultdict(list))
+
+    def check_data(self, datamodule: object) -> None:
+        """Refuse, before training, an oracle the data cannot give: clean labels of a dataset whose noise
+        is real (its "clean" labels are its noisy ones)."""
+        if self.calibration and self.calibration_labels == "clean" and not getattr(datamodule, "clean_labels_known",
+                                                                                    True):
+            raise ValueError(
+                f"eval.calibration_labels=clean: {getattr(datamodule, 'name', 'this dataset')} has real label noise "
+                "and no known clean labels for its training split; use eval.calibration_labels=val"
+            )
+
+    def calibration_label_kind(self, datamodule: object) -> str:
+        """noisy_val, clean_val_oracle or official_val: the labels the temperature is fitted to."""
+        kind = getattr(datamodule, "val_labels_kind", "noisy_val")
+        if self.calibration_labels == "clean" and kind == "noisy_val":
+            return "clean_val_oracle"
+        return kind
 
     # ------------------------------------------------------------------ collecting
     def add(self, name: str, head: LinearHead, outputs: torch.Tensor, labels: torch.Tensor, index: torch.Tensor,
@@ -97,19 +134,22 @@ class TestSetEvaluator:
 
     # ------------------------------------------------------------------ metrics
     def compute(self, module: L.LightningModule, head: LinearHead, names: list[str]) -> dict[str, float]:
-        """Every metric of every test set; identical on all ranks. Plots on the main process."""
+        """Every metric of every test set; identical on all ranks. Figures on the main process."""
         data = {name: self._collect(module, name) for name in names}
         self.rows.clear()
         data = {name: d for name, d in data.items() if d and len(d["index"])}
         check_finite_outputs(data)
+        datamodule = module.trainer.datamodule
         metrics: dict[str, float] = {}
         test, val, train = data.get("test"), data.get("val"), data.get("train")
         ood_sets = {name: d for name, d in data.items() if name.startswith("ood/")}
-        figures: dict[str, object] = {}
+        figures: dict[str, dict] = {}
 
         if test is not None:
-            metrics.update(self._in_distribution(head, test, val, figures))
-            metrics.update(self._ood(head, test["outputs"], ood_sets, figures))
+            metrics.update(self._in_distribution(head, test, figures))
+            if self.calibration and val is not None:
+                metrics.update(self._calibrated(head, test, val, self.calibration_label_kind(datamodule)))
+            metrics.update(self._ood(head, test, ood_sets, getattr(datamodule, "ood_group", _no_group), figures))
         for name, extra in data.items():  # further in-distribution test sets
             if name.startswith("test/"):
                 found = classification_metrics(head.class_logits(extra["outputs"]), extra["labels"])
@@ -119,29 +159,40 @@ class TestSetEvaluator:
         if self.plots and self.plot_dir is not None and module.trainer.is_global_zero:
             from noisylab import plots
 
-            plots.write_all(self.plot_dir, figures)
+            plots.write_all(self.plot_dir, figures, self.setting, module.loggers, step=module.trainer.global_step)
         return metrics
 
-    def _in_distribution(self, head: LinearHead, test: dict, val: dict | None, figures: dict) -> dict[str, float]:
+    def _in_distribution(self, head: LinearHead, test: dict, figures: dict) -> dict[str, float]:
         class_logits, labels = head.class_logits(test["outputs"]), test["labels"]
         correct = class_logits.argmax(1) == labels
         metrics = {f"test/{k}": v for k, v in classification_metrics(class_logits, labels).items()}
         metrics["test/brier"] = brier_score(class_logits, labels)
-        confidence = next(iter(self._id_scores(head, test["outputs"]).values()))
-        metrics.update({f"test/{k}": v for k, v in selective_metrics(confidence, correct, self.coverage).items()})
-        figures["risk_coverage"] = (confidence, correct)
-        figures["reliability"] = (class_logits, labels)
+        scores = self._id_scores(head, test["outputs"])
+        for score, confidence in scores.items():
+            found = selective_metrics(confidence, correct, self.coverage)
+            metrics.update({f"test/selective/{score}/{k}": v for k, v in found.items()})
+        primary = self.default_score = next(iter(scores))
+        figures["risk_coverage"] = {"score": primary, "confidence": scores[primary], "correct": correct,
+                                    "aurc": metrics[f"test/selective/{primary}/aurc"]}
+        figures["reliability"] = {"class_logits": class_logits, "labels": labels, "ece": metrics["test/ece"]}
         if head.has_drainage:
             drained = head.drained(test["outputs"])
             metrics.update({f"test/{k}": v for k, v in drainage_metrics(drained, correct).items()})
-        if self.calibration and val is not None:
-            temperature = fit_temperature(head.class_logits(val["outputs"]), val["labels"], self.calibration)
-            scaled = class_logits / temperature
-            metrics["test/temperature"] = temperature
-            metrics["test/calibrated/ece"] = ece(scaled, labels)
-            metrics["test/calibrated/nll"] = F.cross_entropy(scaled, labels).item()
-            metrics["test/calibrated/brier"] = brier_score(scaled, labels)
         return metrics
+
+    def _calibrated(self, head: LinearHead, test: dict, val: dict, kind: str) -> dict[str, float]:
+        """Temperature scaling fitted on the validation split, with the labels `kind` names."""
+        class_logits, labels = head.class_logits(test["outputs"]), test["labels"]
+        val_labels = val["clean"] if self.calibration_labels == "clean" else val["labels"]
+        temperature = fit_temperature(head.class_logits(val["outputs"]), val_labels, self.calibration)
+        scaled = class_logits / temperature
+        prefix = f"test/calibrated/{kind}"
+        return {
+            f"{prefix}/temperature": temperature,
+            f"{prefix}/ece": ece(scaled, labels),
+            f"{prefix}/nll": F.cross_entropy(scaled, labels).item(),
+            f"{prefix}/brier": brier_score(scaled, labels),
+        }
 
     def _training_set(self, head: LinearHead, train: dict) -> dict[str, float]:
         outputs, noisy, clean = train["outputs"], train["labels"], train["clean"]
@@ -161,26 +212,37 @@ class TestSetEvaluator:
                              f"{list(offered)}")
         return {name: offered[name] for name in self.scores}
 
-    def _ood(self, head: LinearHead, id_outputs: torch.Tensor, ood_sets: dict[str, dict[str, torch.Tensor]],
-             figures: dict) -> dict[str, float]:
-        """Per OOD set: the default score unqualified (test/ood/<set>/auroc), other scores named
-        (test/ood/<set>/<score>/auroc); test/ood/<metric> is the mean over sets of the default score."""
+    def _ood(self, head: LinearHead, test: dict, ood_sets: dict[str, dict[str, torch.Tensor]],
+             group_of: Callable[[str], str], figures: dict) -> dict[str, float]:
+        """Per OOD set and score: test/ood/<set>/<score>/<metric>; per group of sets (near, far, other):
+        test/ood_<group>/<score>/<metric>, the mean over that group's sets."""
         metrics: dict[str, float] = {}
-        id_scores = self._id_scores(head, id_outputs)
+        id_scores = self._id_scores(head, test["outputs"])
+        correct = head.class_logits(test["outputs"]).argmax(1) == test["labels"]
         primary = next(iter(id_scores))
-        per_set: dict[str, list[float]] = defaultdict(list)
+        per_group: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+        shown: dict[str, dict[str, float]] = {}
         for name, ood in ood_sets.items():
-            for score_name, id_values in id_scores.items():
-                values = ood_metrics(id_values, ood[f"score/{score_name}"])
-                prefix = f"test/{name}" if score_name == primary else f"test/{name}/{score_name}"
-                metrics.update({f"{prefix}/{k}": v for k, v in values.items()})
-                if score_name == primary:
-                    for k, v in values.items():
-                        per_set[k].append(v)
+            set_name = name.removeprefix("ood/")
+            group = group_of(set_name)
+            for score, id_values in id_scores.items():
+                values = ood_metrics(id_values, ood[f"score/{score}"], correct)
+                metrics.update({f"test/{name}/{score}/{k}": v for k, v in values.items()})
+                for k, v in values.items():
+                    per_group[(group, score, k)].append(v)
+                if score == primary:
+                    shown[set_name] = values
             if head.has_drainage:
                 metrics[f"test/{name}/drainage_rate"] = ood["drained"].mean().item()
-        metrics.update({f"test/ood/{k}": sum(v) / len(v) for k, v in per_set.items()})
+        metrics.update({f"test/ood_{group}/{score}/{k}": sum(v) / len(v) for (group, score, k), v in per_group.items()})
         if ood_sets:
-            figures["score_histograms"] = (primary, id_scores[primary],
-                                           {name: ood[f"score/{primary}"] for name, ood in ood_sets.items()})
+            figures["score_histograms"] = {
+                "score": primary, "id": id_scores[primary],
+                "ood": {name.removeprefix("ood/"): ood[f"score/{primary}"] for name, ood in ood_sets.items()},
+                "metrics": shown,
+            }
         return metrics
+
+
+def _no_group(set_name: str) -> str:
+    return "near" if set_name == "holdout" else "other"

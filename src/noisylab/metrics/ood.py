@@ -1,15 +1,25 @@
-"""OOD detection metrics. Convention: scores are higher for in-distribution samples.
+"""OOD detection metrics. Input convention: scores are higher for in-distribution samples.
 
-AUROC is convention-free. AUPR-In treats in-distribution as the positive class, AUPR-Out treats
-OOD as positive (with negated scores). FPR95 is the share of OOD samples accepted as
-in-distribution at the threshold that keeps 95% of the in-distribution samples (TPR = 0.95, ID
-positive), the convention of OpenOOD and pytorch-ood.
+The field has two conventions for "FPR at 95% TPR", and both are reported under names that say which:
+
+- `fpr95_id_positive`: in-distribution is the positive class. The share of OOD samples accepted as
+  in-distribution at the threshold that keeps 95% of the in-distribution samples (ODIN, Energy, the
+  drainage and DisMax papers' TNR@TPR95 = 1 - this).
+- `fpr95_ood_positive`: OOD is the positive class. The share of in-distribution samples flagged as OOD at
+  the threshold that detects 95% of the OOD samples (OpenOOD v1.5 and pytorch-ood).
+
+AUROC is the same under both. `aupr_in` (in-distribution positive) and `aupr_out` (OOD positive) are
+step-wise average precision, as scikit-learn's average_precision_score; OpenOOD and pytorch-ood integrate
+the precision-recall curve with the trapezoid rule instead, which differs slightly (docs/metrics.md).
+`oscr` is the open-set classification rate (Dhamija et al. 2018): the area under correct-classification
+rate on the in-distribution set against the false-positive rate on the OOD set.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
-from torchmetrics.functional.classification import binary_auroc, binary_average_precision, binary_roc
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 
 def order_preserving_unit_scale(scores: torch.Tensor) -> torch.Tensor:
@@ -17,26 +27,56 @@ def order_preserving_unit_scale(scores: torch.Tensor) -> torch.Tensor:
 
     torchmetrics treats binary scores outside [0, 1] as logits and applies a sigmoid, which in float32
     saturates to 1.0 above ~17 and turns large scores (energy, losses) into ties. Threshold metrics
-    (AUROC, AUPR, FPR at a TPR) depend only on the order, so ranks give the exact values.
+    depend only on the order, so ranks give the exact values.
     """
     unique, rank = torch.unique(scores.double(), return_inverse=True)
-    return rank.float() / max(len(unique) - 1, 1)
+    return rank.double() / max(len(unique) - 1, 1)
 
 
-def fpr_at_tpr(id_scores: torch.Tensor, ood_scores: torch.Tensor, tpr: float = 0.95) -> float:
-    scores = order_preserving_unit_scale(torch.cat([id_scores, ood_scores]))
-    is_id = torch.cat([torch.ones_like(id_scores), torch.zeros_like(ood_scores)]).long()
-    fpr, tpr_curve, _ = binary_roc(scores, is_id)
-    return fpr[torch.searchsorted(tpr_curve, torch.tensor(tpr, dtype=tpr_curve.dtype))].item()
+def _labelled(positive_scores: torch.Tensor, negative_scores: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    scores = torch.cat([positive_scores.double(), negative_scores.double()]).cpu().numpy()
+    is_positive = np.r_[np.ones(len(positive_scores)), np.zeros(len(negative_scores))]
+    return scores, is_positive
 
 
-def ood_metrics(id_scores: torch.Tensor, ood_scores: torch.Tensor) -> dict[str, float]:
-    """auroc, aupr_in, aupr_out and fpr95 for in-distribution vs OOD scores."""
-    scores = order_preserving_unit_scale(torch.cat([id_scores, ood_scores]))
-    is_id = torch.cat([torch.ones_like(id_scores), torch.zeros_like(ood_scores)]).long()
-    return {
-        "auroc": binary_auroc(scores, is_id).item(),
-        "aupr_in": binary_average_precision(scores, is_id).item(),
-        "aupr_out": binary_average_precision(1.0 - scores, 1 - is_id).item(),
-        "fpr95": fpr_at_tpr(id_scores, ood_scores),
+def fpr_at_tpr(positive_scores: torch.Tensor, negative_scores: torch.Tensor, tpr: float = 0.95) -> float:
+    """Share of negatives scored at or above the highest threshold that accepts a share `tpr` of the
+    positives (higher score = more positive): the first ROC point with TPR >= `tpr`."""
+    scores, is_positive = _labelled(positive_scores, negative_scores)
+    fpr, tpr_curve, _ = roc_curve(is_positive, scores)
+    return float(fpr[np.argmax(tpr_curve >= tpr)])
+
+
+def auroc(positive_scores: torch.Tensor, negative_scores: torch.Tensor) -> float:
+    """Area under the ROC curve (ties count half), scikit-learn's roc_auc_score in float64."""
+    scores, is_positive = _labelled(positive_scores, negative_scores)
+    return float(roc_auc_score(is_positive, scores))
+
+
+def oscr(id_scores: torch.Tensor, id_correct: torch.Tensor, ood_scores: torch.Tensor) -> float:
+    """Open-set classification rate: area under CCR(t) = share of in-distribution samples classified
+    correctly with score >= t, against FPR(t) = share of OOD samples with score >= t (trapezoid over the
+    distinct thresholds, so tied scores count half, as in AUROC). Equals accuracy x AUROC of the correctly
+    classified in-distribution samples against the OOD set."""
+    correct = id_correct.bool()
+    if not correct.any():
+        return 0.0
+    return correct.double().mean().item() * auroc(id_scores[correct], ood_scores)
+
+
+def ood_metrics(id_scores: torch.Tensor, ood_scores: torch.Tensor,
+                id_correct: torch.Tensor | None = None) -> dict[str, float]:
+    """auroc, aupr_in, aupr_out, fpr95_id_positive, fpr95_ood_positive (and oscr given which
+    in-distribution samples were classified correctly) for in-distribution vs OOD scores, computed by
+    scikit-learn in float64."""
+    scores, is_id = _labelled(id_scores, ood_scores)
+    metrics = {
+        "auroc": float(roc_auc_score(is_id, scores)),
+        "aupr_in": float(average_precision_score(is_id, scores)),
+        "aupr_out": float(average_precision_score(1 - is_id, -scores)),
+        "fpr95_id_positive": fpr_at_tpr(id_scores, ood_scores),
+        "fpr95_ood_positive": fpr_at_tpr(-ood_scores.double(), -id_scores.double()),
     }
+    if id_correct is not None:
+        metrics["oscr"] = oscr(id_scores, id_correct, ood_scores)
+    return metrics

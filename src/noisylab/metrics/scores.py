@@ -1,6 +1,13 @@
 """Per-sample confidence scores from class logits; higher = more in-distribution.
 
 Names follow the OOD literature; DisMax's names map as MPS = msp, MDS = max_logit, ES = neg_entropy.
+
+Scores are computed in float64, and the two probabilities (MSP, and 1 - p_d of drainage heads) are held as
+their log-odds, log(p / (1 - p)), computed from the logits without forming p: a probability near 1 rounds
+to exactly 1.0 (in float32 from a logit gap of ~17, in float64 from ~37), and confident samples would then
+tie and lose their order. Ranking metrics (AUROC, FPR, AURC) depend on the order only, so they are exact on
+the log-odds; `display_value` turns a held score back into the quantity its name says, for figures and
+tables.
 """
 
 from __future__ import annotations
@@ -8,30 +15,45 @@ from __future__ import annotations
 import torch
 
 
+def _without_top(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the largest logit, logsumexp of the others) per row."""
+    top, where = logits.max(1)
+    others = logits.scatter(1, where.unsqueeze(1), float("-inf"))
+    return top, torch.logsumexp(others, 1)
+
+
 def msp(logits: torch.Tensor) -> torch.Tensor:
-    """Maximum softmax probability (Hendrycks & Gimpel 2017)."""
-    return logits.softmax(1).amax(1)
+    """Maximum softmax probability (Hendrycks & Gimpel 2017), held as its log-odds:
+    log(p_max / (1 - p_max)) = l_max - logsumexp_{j != max} l_j."""
+    top, rest = _without_top(logits.double())
+    return top - rest
+
+
+def msp_probability(logits: torch.Tensor) -> torch.Tensor:
+    """The maximum softmax probability itself (float64), where a sum needs the probability."""
+    return logits.double().softmax(1).amax(1)
 
 
 def max_logit(logits: torch.Tensor) -> torch.Tensor:
     """The largest logit (for distance heads: the negative minimum distance)."""
-    return logits.amax(1)
+    return logits.double().amax(1)
 
 
 def energy(logits: torch.Tensor) -> torch.Tensor:
     """Negative free energy, logsumexp of the logits (Liu et al. 2020)."""
-    return torch.logsumexp(logits, 1)
+    return torch.logsumexp(logits.double(), 1)
 
 
 def neg_entropy(logits: torch.Tensor) -> torch.Tensor:
     """sum_k p_k log p_k, computed from log-softmax (no log of 0); a class with p_k = 0 (a -inf logit)
     adds 0, as the limit p log p -> 0 says, not 0 * -inf = NaN."""
-    log_p = logits.log_softmax(1)
+    log_p = logits.double().log_softmax(1)
     return torch.where(log_p.isneginf(), 0.0, log_p.exp() * log_p).sum(1)
 
 
 def mmls(logits: torch.Tensor) -> torch.Tensor:
     """DisMax's max-mean logit score."""
+    logits = logits.double()
     return logits.amax(1) + logits.mean(1)
 
 
@@ -41,14 +63,37 @@ def mmles(logits: torch.Tensor) -> torch.Tensor:
 
 
 def mmleps(logits: torch.Tensor) -> torch.Tensor:
-    """DisMax's max-mean logit entropy probability score."""
-    return mmles(logits) + msp(logits)
+    """DisMax's max-mean logit entropy probability score (adds the probability, not its log-odds)."""
+    return mmles(logits) + msp_probability(logits)
+
+
+def one_minus_p_d(outputs: torch.Tensor, drainage_index: int) -> torch.Tensor:
+    """1 - p_d of a drainage head's K + 1 outputs, held as its log-odds:
+    log((1 - p_d) / p_d) = logsumexp_{k != d} l_k - l_d."""
+    outputs = outputs.double()
+    classes = torch.cat([outputs[:, :drainage_index], outputs[:, drainage_index + 1:]], dim=1)
+    return torch.logsumexp(classes, 1) - outputs[:, drainage_index]
 
 
 SCORES = {f.__name__: f for f in (msp, max_logit, energy, neg_entropy, mmls, mmles, mmleps)}
+# Scores held as log-odds of a probability: display_value maps them back with the logistic function.
+LOG_ODDS = frozenset({"msp", "one_minus_p_d"})
+LABELS = {
+    "msp": "MSP", "max_logit": "max logit", "energy": "energy (logsumexp)", "neg_entropy": "negative entropy",
+    "mmls": "MMLS", "mmles": "MMLES", "mmleps": "MMLEPS", "one_minus_p_d": "1 - p_d",
+}  # fmt: skip
+
+
+def score_label(name: str) -> str:
+    """How a score is written in figures and tables ("1 - p_d", "MSP"); unknown names as they are."""
+    return LABELS.get(name, name)
+
+
+def display_value(name: str, held: torch.Tensor) -> torch.Tensor:
+    """The quantity a score's name says, from the form it is held in (the probability for log-odds)."""
+    return torch.sigmoid(held.double()) if name in LOG_ODDS else held.double()
 
 
 def class_scores(logits: torch.Tensor, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    """The named scores of float32 class logits, in the given order."""
-    logits = logits.float()
+    """The named scores of class logits, in float64, in the given order."""
     return {name: SCORES[name](logits) for name in names}

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from noisylab.metrics.scores import class_scores
+from noisylab.metrics.scores import class_scores, one_minus_p_d
 
 
 class LinearHead(nn.Module):
@@ -78,7 +78,7 @@ class DrainageHead(LinearHead):
         return outputs.argmax(1) == self.num_classes
 
     def id_scores(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"drainage": 1.0 - self.drainage_probability(outputs), **super().id_scores(outputs)}
+        return {"one_minus_p_d": one_minus_p_d(outputs, self.num_classes), **super().id_scores(outputs)}
 
     def mislabel_scores(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """p_d: the drainage node's share of the probability."""

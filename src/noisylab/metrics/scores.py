@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from noisylab.score_names import score_label
+
 
 def _without_top(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(the largest logit, logsumexp of the others) per row."""
@@ -78,15 +80,7 @@ def one_minus_p_d(outputs: torch.Tensor, drainage_index: int) -> torch.Tensor:
 SCORES = {f.__name__: f for f in (msp, max_logit, energy, neg_entropy, mmls, mmles, mmleps)}
 # Scores held as log-odds of a probability: display_value maps them back with the logistic function.
 LOG_ODDS = frozenset({"msp", "one_minus_p_d"})
-LABELS = {
-    "msp": "MSP", "max_logit": "max logit", "energy": "energy (logsumexp)", "neg_entropy": "negative entropy",
-    "mmls": "MMLS", "mmles": "MMLES", "mmleps": "MMLEPS", "one_minus_p_d": "1 - p_d",
-}  # fmt: skip
-
-
-def score_label(name: str) -> str:
-    """How a score is written in figures and tables ("1 - p_d", "MSP"); unknown names as they are."""
-    return LABELS.get(name, name)
+__all__ = ["LOG_ODDS", "SCORES", "class_scores", "display_value", "score_label"]
 
 
 def display_value(name: str, held: torch.Tensor) -> torch.Tensor:

@@ -141,6 +141,7 @@ def _run_summary(trainer: L.Trainer, tested: str | None, datamodule: NoisyLabelD
         name = "val/best_acc" if checkpoint.monitor == "val/acc" else f"{checkpoint.monitor}/best"
         summary[name] = float(checkpoint.best_model_score)
     summary["tested_checkpoint"] = tested
+    summary.update(datamodule.cleaning_record)  # what data.exclude / data.relabel changed, and from which file
     return summary
 
 

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from noisylab.data.augment import BatchAugment
+from noisylab.data.cleaning import LabelCleaning
 from noisylab.data.dataset import IndexedTensorDataset, keep_batch
 from noisylab.data.errors import BadDataFileError, DatasetNotFoundError
 from noisylab.data.files import BAD_IMAGE_MODES, FileDataset
@@ -55,6 +56,8 @@ class NoisyLabelDataModule(L.LightningDataModule):
             and nothing is copied per step.
         ood: named OOD specs: `holdout` (HeldOutClasses) removes classes from training; each OODSet adds
             the test set "ood/<name>".
+        exclude, relabel: CSV files of an earlier run's suspected label issues (`noisylab-issues`): samples
+            to drop, or to train with another label (see noisylab.data.cleaning).
         ood_groups: {near: [set names], far: [...]}: which OOD sets are near and which far for this
             in-distribution dataset (OpenOOD v1.5's grouping where it has one); the test reports each
             group's mean, never one mean over near and far sets together.
@@ -93,6 +96,8 @@ class NoisyLabelDataModule(L.LightningDataModule):
         meta_size: int = 0,
         bad_images: str = "stop",
         ood_groups: Mapping[str, Sequence[str]] | None = None,
+        exclude: str | None = None,
+        relabel: str | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -116,6 +121,8 @@ class NoisyLabelDataModule(L.LightningDataModule):
         self.asymmetric_map = asymmetric_map
         self.human_labels = human_labels
         self.ood_specs = dict(ood or {})
+        self.cleaning = LabelCleaning(exclude=exclude, relabel=relabel)
+        self.cleaning_record: dict[str, object] = {}
         self.ood_groups = {group: list(names) for group, names in (ood_groups or {}).items()}
         unknown_groups = sorted(set(self.ood_groups) - set(OOD_GROUPS))
         if unknown_groups:
@@ -168,10 +175,22 @@ class NoisyLabelDataModule(L.LightningDataModule):
         noisy = np.asarray(self.noise(clean, source.noise_images(kept), class_ids, kept), dtype=np.int64)
         if noisy.shape != clean.shape or noisy.min(initial=0) < 0 or noisy.max(initial=0) >= len(class_ids):
             raise ValueError(f"noise model {self.noise!r} returned invalid labels")
-        self.labels = NoisyLabels(noisy=noisy, clean=clean, num_classes=len(class_ids), class_ids=class_ids)
+        excluded = np.zeros(len(kept), dtype=bool)
+        if self.cleaning.active:  # after the noise: every other label is the earlier run's
+            noisy, excluded, self.cleaning_record = self.cleaning.apply(kept, noisy, to_contiguous,
+                                                                        len(source.train_labels))
+        self.labels = NoisyLabels(noisy=noisy, clean=clean, num_classes=len(class_ids), class_ids=class_ids,
+                                  index=kept)
+        self.source_index = kept  # position in NoisyLabels -> position in the source's training set
 
         use_official_val = self.official_val and source.val_labels is not None
         train_pos, val_pos = (np.arange(len(clean)), None) if use_official_val else self._split(len(clean))
+        if self.cleaning.active:  # after the split: the validation split is the earlier run's, less what is dropped
+            train_pos = train_pos[~excluded[train_pos]]
+            val_pos = None if val_pos is None else val_pos[~excluded[val_pos]]
+            kept_mask = ~excluded
+            self.cleaning_record["noise/realised_rate_after_cleaning"] = float(
+                (noisy[kept_mask] != clean[kept_mask]).mean()) if kept_mask.any() else 0.0
         self.train_set = source.dataset("train", kept[train_pos], noisy[train_pos], clean[train_pos],
                                         index=train_pos, augment=True)
         if use_official_val:

@@ -33,6 +33,7 @@ class NoisyLabels:
     clean: np.ndarray
     num_classes: int
     class_ids: np.ndarray
+    index: np.ndarray | None = None  # each sample's position in the source's training set (None: not recorded)
 
     def __post_init__(self) -> None:
         if self.noisy.shape != self.clean.shape:
@@ -58,6 +59,7 @@ class NoisyLabels:
             noisy=self.noisy,
             clean=self.clean,
             class_ids=self.class_ids,
+            **({} if self.index is None else {"index": self.index}),
             transition=self.transition,
             rate=np.float64(self.rate),
         ))
@@ -66,11 +68,14 @@ class NoisyLabels:
     def load(cls, path: str | Path) -> NoisyLabels:
         with np.load(path, allow_pickle=False) as f:
             class_ids = f["class_ids"]
-            return cls(noisy=f["noisy"], clean=f["clean"], num_classes=len(class_ids), class_ids=class_ids)
+            index = f["index"] if "index" in f.files else None
+            return cls(noisy=f["noisy"], clean=f["clean"], num_classes=len(class_ids), class_ids=class_ids,
+                       index=index)
 
     def same_as(self, other: NoisyLabels) -> bool:
         return (
             np.array_equal(self.noisy, other.noisy)
             and np.array_equal(self.clean, other.clean)
             and np.array_equal(self.class_ids, other.class_ids)
+            and (self.index is None or other.index is None or np.array_equal(self.index, other.index))
         )

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from noisylab.metrics import classification_metrics, drainage_metrics, noise_detection_metrics, ood_metrics
 from noisylab.metrics.calibration import ece, fit_temperature
 from noisylab.metrics.classification import brier_score, selective_metrics
+from noisylab.metrics.detectors import check_detectors, check_head, fit_detector
 from noisylab.metrics.gather import first_occurrence, gather_rows
 from noisylab.models.heads import LinearHead
 
@@ -69,12 +70,15 @@ class TestSetEvaluator:
         coverage: the coverage of test/selective/<score>/acc_at_<coverage>.
         plots: write figures (PNG and PDF) into `plot_dir` (set by the entry point on the main process),
             annotated with `setting`, and log them to the run's loggers.
+        detectors: feature-based OOD detectors (metrics.detectors: mahalanobis, knn, vim, react), fitted on
+            the training split's penultimate features and noisy labels, reported as further scores
+            (test/ood/<set>/<detector>/<metric>); empty = off, and no features are kept.
     """
 
     __test__ = False  # a name pytest would otherwise try to collect
 
     def __init__(self, calibration: str | None = "nll", scores: Sequence[str] | None = None, coverage: float = 0.9,
-                 plots: bool = True, calibration_labels: str = "val") -> None:
+                 plots: bool = True, calibration_labels: str = "val", detectors: Sequence[str] = ()) -> None:
         if calibration not in (None, "nll", "ece"):
             raise ValueError(f"eval.calibration must be nll, ece or null, got {calibration!r}")
         if calibration_labels not in CALIBRATION_LABELS:
@@ -87,6 +91,7 @@ class TestSetEvaluator:
         self.scores = None if scores is None else list(scores)
         self.coverage = float(coverage)
         self.plots = bool(plots)
+        self.detectors = check_detectors(detectors)
         self.plot_dir: Path | None = None
         self.setting: dict[str, object] = {}
         self.default_score: str | None = None  # the score plots and the console table use (set by compute)
@@ -102,6 +107,17 @@ class TestSetEvaluator:
                 "and no known clean labels for its training split; use eval.calibration_labels=val"
             )
 
+    def check_network(self, head: LinearHead, method: str, one_network: bool) -> None:
+        """Refuse, before training, detectors the method cannot feed: they need the penultimate features of
+        the one network whose head makes the test outputs, and ViM and ReAct need that head's linear layer."""
+        if not self.detectors:
+            return
+        if not one_network:
+            raise ValueError(f"eval.detectors={self.detectors}: {method} tests with its own forward, not one "
+                             "network's head on its features (DivideMix and InstanceGM average two networks), so "
+                             "there are no penultimate features to fit detectors on; set eval.detectors=[]")
+        check_head(self.detectors, head)
+
     def calibration_label_kind(self, datamodule: object) -> str:
         """noisy_val, clean_val_oracle or official_val: the labels the temperature is fitted to."""
         kind = getattr(datamodule, "val_labels_kind", "noisy_val")
@@ -111,9 +127,16 @@ class TestSetEvaluator:
 
     # ------------------------------------------------------------------ collecting
     def add(self, name: str, head: LinearHead, outputs: torch.Tensor, labels: torch.Tensor, index: torch.Tensor,
-            clean: torch.Tensor) -> None:
+            clean: torch.Tensor, features: torch.Tensor | None = None) -> None:
+        """One batch of a test set; `features` (the penultimate features behind `outputs`) are kept only when
+        detectors are on, and only of the sets they use: the training split (fit), the test and OOD sets."""
         rows = self.rows[name]
         outputs = outputs.detach().float()
+        if self.detectors and (name in ("train", "test") or name.startswith("ood/")):
+            if features is None:
+                raise ValueError(f"eval.detectors={self.detectors} needs the penultimate features of test set "
+                                 f"{name!r}, and the method passed none; set eval.detectors=[]")
+            rows["features"].append(features.detach().float())
         if name.startswith("ood/"):
             for score, value in self._id_scores(head, outputs).items():
                 rows[f"score/{score}"].append(value)
@@ -149,7 +172,9 @@ class TestSetEvaluator:
             metrics.update(self._in_distribution(head, test, figures))
             if self.calibration and val is not None:
                 metrics.update(self._calibrated(head, test, val, self.calibration_label_kind(datamodule)))
-            metrics.update(self._ood(head, test, ood_sets, getattr(datamodule, "ood_group", _no_group), figures))
+            detected = self._detector_scores(head, train, test, ood_sets) if train is not None and ood_sets else {}
+            metrics.update(self._ood(head, test, ood_sets, getattr(datamodule, "ood_group", _no_group), figures,
+                                     detected))
         for name, extra in data.items():  # further in-distribution test sets
             if name.startswith("test/"):
                 found = classification_metrics(head.class_logits(extra["outputs"]), extra["labels"])
@@ -212,12 +237,26 @@ class TestSetEvaluator:
                              f"{list(offered)}")
         return {name: offered[name] for name in self.scores}
 
+    def _detector_scores(self, head: LinearHead, train: dict, test: dict,
+                         ood_sets: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Each detector fitted on the training split's features and noisy labels (what a user has): its
+        scores of the test set, returned, and of each OOD set, added to that set as score/<detector>."""
+        found = {}
+        for name in self.detectors:
+            score = fit_detector(name, head, train["features"], train["labels"])
+            found[name] = score(test["features"])
+            for ood in ood_sets.values():
+                ood[f"score/{name}"] = score(ood["features"])
+        return found
+
     def _ood(self, head: LinearHead, test: dict, ood_sets: dict[str, dict[str, torch.Tensor]],
-             group_of: Callable[[str], str], figures: dict) -> dict[str, float]:
+             group_of: Callable[[str], str], figures: dict,
+             detected: dict[str, torch.Tensor]) -> dict[str, float]:
         """Per OOD set and score: test/ood/<set>/<score>/<metric>; per group of sets (near, far, other):
-        test/ood_<group>/<score>/<metric>, the mean over that group's sets."""
+        test/ood_<group>/<score>/<metric>, the mean over that group's sets. Detector scores (`detected`, of
+        the test set) follow the head's, whose first stays the default."""
         metrics: dict[str, float] = {}
-        id_scores = self._id_scores(head, test["outputs"])
+        id_scores = {**self._id_scores(head, test["outputs"]), **detected}
         correct = head.class_logits(test["outputs"]).argmax(1) == test["labels"]
         primary = next(iter(id_scores))
         per_group: dict[tuple[str, str, str], list[float]] = defaultdict(list)

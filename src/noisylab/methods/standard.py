@@ -78,6 +78,9 @@ class StandardMethod(L.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes=k, average="micro", sync_on_compute=False)
         self.val_acc = MulticlassAccuracy(num_classes=k, average="micro")
         self.evaluator = evaluator if evaluator is not None else TestSetEvaluator()
+        # Feature detectors read self.net's features, which make the test outputs only with this forward.
+        self.evaluator.check_network(self.head, type(self).__name__,
+                                     one_network=type(self).forward is StandardMethod.forward)
         self.objective = objective
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -180,12 +183,18 @@ class StandardMethod(L.LightningModule):
     def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> None:
         """Test outputs in float32 whatever the training precision (autocast off): a checkpoint gets the
         same metrics from train.py under trainer.precision=bf16-mixed as from eval.py, which tests in
-        32-true."""
+        32-true. With eval.detectors, the penultimate features of the same forward go along."""
         x, y, index, clean = batch
         name = self.trainer.datamodule.test_set_names[dataloader_idx]
+        features = None
         with torch.autocast(device_type=x.device.type, enabled=False):
-            outputs = self(x.float()).float()
-        self.evaluator.add(name, self.head, outputs, y, index, clean)
+            if self.evaluator.detectors:
+                x = x.float().contiguous(memory_format=self.memory_format) if x.dim() == 4 else x.float()
+                features = self.net.features(x).float()
+                outputs = self.head(features).float()
+            else:
+                outputs = self(x.float()).float()
+        self.evaluator.add(name, self.head, outputs, y, index, clean, features=features)
 
     def on_test_epoch_end(self) -> None:
         metrics = self.evaluator.compute(self, self.head, self.trainer.datamodule.test_set_names)

@@ -47,6 +47,13 @@ def _check_diagnostics(name: str, run: Path) -> None:
         assert all(key in logged for key in ("train/generative/reconstruction", "train/generative/kl"))
     if name == "meta_weight_net":
         assert all(0 < w < 1 for w in logged["meta/weight_clean"] + logged["meta/weight_mislabeled"])
+    # Each method's own evidence of a wrong label goes into the per-sample outputs, beside the head's.
+    own = {"dividemix": "gmm_noisy", "instancegm": "gmm_noisy", "meta_weight_net": "one_minus_mwn_weight"}
+    rows = list(csv.DictReader((run / "samples" / "train.csv").open()))
+    if name in own:
+        scores = [float(r[f"suspicion/{own[name]}"]) for r in rows if r["split"] == "train"]
+        assert all(0 <= v <= 1 for v in scores) and len(set(scores)) > 1
+        assert all(r[f"suspicion/{own[name]}"] == "" for r in rows if r["split"] == "val")
 
 
 @pytest.mark.parametrize("name", list(METHODS))

@@ -56,6 +56,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         record_noisy_labels(datamodule.labels, saved_labels)  # checks they are the run's labels
     method = build_method(run_cfg, datamodule, load_init=False)
     method.evaluator.plot_dir = run_dir / "eval_plots"
+    method.evaluator.samples_dir = run_dir / "eval_samples"  # beside, not over, the training run's
     trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=False,
                         enable_checkpointing=False, enable_model_summary=False)
     metrics: dict[str, Any] = {}

@@ -198,6 +198,7 @@ def _run_in_locked_folder(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     labels = datamodule.labels
     method = build_method(cfg, datamodule)
     method.evaluator.plot_dir = output_dir / "plots"
+    method.evaluator.samples_dir = output_dir / "samples"
     trainer = build_trainer(cfg)
     check_mid_epoch_support(trainer.callbacks, method)
 

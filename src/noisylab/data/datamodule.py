@@ -56,6 +56,9 @@ class NoisyLabelDataModule(L.LightningDataModule):
             and nothing is copied per step.
         ood: named OOD specs: `holdout` (HeldOutClasses) removes classes from training; each OODSet adds
             the test set "ood/<name>".
+        num_folds, fold: K-fold cross-validation over the training split (0: off): fold `fold` is left out of
+            training and predicted as the test set "fold", so the folds of a multirun give out-of-sample
+            probabilities for every training sample (confident learning, `noisylab-issues --cleanlab`).
         exclude, relabel: CSV files of an earlier run's suspected label issues (`noisylab-issues`): samples
             to drop, or to train with another label (see noisylab.data.cleaning).
         ood_groups: {near: [set names], far: [...]}: which OOD sets are near and which far for this
@@ -98,6 +101,8 @@ class NoisyLabelDataModule(L.LightningDataModule):
         ood_groups: Mapping[str, Sequence[str]] | None = None,
         exclude: str | None = None,
         relabel: str | None = None,
+        num_folds: int = 0,
+        fold: int = 0,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -122,6 +127,11 @@ class NoisyLabelDataModule(L.LightningDataModule):
         self.human_labels = human_labels
         self.ood_specs = dict(ood or {})
         self.cleaning = LabelCleaning(exclude=exclude, relabel=relabel)
+        if num_folds == 1 or num_folds < 0 or (num_folds and not 0 <= fold < num_folds):
+            raise ValueError(f"data.num_folds={num_folds}, data.fold={fold}: cross-validation needs num_folds >= 2 "
+                             "and 0 <= fold < num_folds (num_folds=0: off); run the folds as a multirun, e.g. "
+                             "-m data.num_folds=5 data.fold=0,1,2,3,4")
+        self.num_folds, self.fold = int(num_folds), int(fold)
         self.cleaning_record: dict[str, object] = {}
         self.ood_groups = {group: list(names) for group, names in (ood_groups or {}).items()}
         unknown_groups = sorted(set(self.ood_groups) - set(OOD_GROUPS))
@@ -206,6 +216,8 @@ class NoisyLabelDataModule(L.LightningDataModule):
         test_in = np.flatnonzero(np.isin(source.test_labels, class_ids))
         test_labels = to_contiguous[source.test_labels[test_in]]
         self.test_sets = {"test": source.dataset("test", test_in, test_labels, test_labels)}
+        # test set name -> its samples' positions in the source's test set (per-sample outputs name them so)
+        self.test_source_index: dict[str, np.ndarray] = {"test": test_in}
         for name, labels in source.extra_test_sets.items():
             inside = np.flatnonzero(np.isin(labels, class_ids))
             extra_labels = to_contiguous[labels[inside]]
@@ -214,9 +226,16 @@ class NoisyLabelDataModule(L.LightningDataModule):
             test_out = np.flatnonzero(~np.isin(source.test_labels, class_ids))
             unknown = np.full(len(test_out), -1, dtype=np.int64)
             self.test_sets[f"ood/{HeldOutClasses.name}"] = source.dataset("test", test_out, unknown, unknown)
+            self.test_source_index[f"ood/{HeldOutClasses.name}"] = test_out
         self._add_ood_sets(source)
         # The validation split (temperature fitting) and the training split, un-augmented (noise
         # detection and drainage of mislabeled samples), evaluated after training.
+        if self.num_folds:  # cross-validation: this fold's samples are predicted, not trained on
+            train_pos, fold_pos = self._fold_split(train_pos)
+            self.train_set = source.dataset("train", kept[train_pos], noisy[train_pos], clean[train_pos],
+                                            index=train_pos, augment=True)
+            self.test_sets["fold"] = source.dataset("train", kept[fold_pos], noisy[fold_pos], clean[fold_pos],
+                                                    index=fold_pos)
         self.test_sets["val"] = self.val_set
         self.test_sets["train"] = source.dataset("train", kept[train_pos], noisy[train_pos], clean[train_pos],
                                                  index=train_pos)
@@ -299,6 +318,14 @@ class NoisyLabelDataModule(L.LightningDataModule):
             raise ValueError("data.val_size gives an empty validation split; model selection needs one")
         order = np.random.default_rng(self.split_seed).permutation(n)
         return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+    def _fold_split(self, train_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the other folds, this fold) of the training split: a seeded permutation dealt into num_folds parts,
+        the same for every fold of one seed, so the folds of a multirun partition the training split."""
+        order = np.random.default_rng([self.split_seed, 2]).permutation(len(train_pos))
+        chosen = np.zeros(len(train_pos), dtype=bool)
+        chosen[order[self.fold::self.num_folds]] = True
+        return train_pos[~chosen], train_pos[chosen]
 
     def _split_meta(self, kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(rest, meta): a seeded random subset of the training samples for the clean meta set."""

@@ -205,6 +205,14 @@ class DivideMix(StandardMethod):
         """The two networks' averaged outputs (the paper tests with the sum of their logits)."""
         return (self._outputs(0, x) + self._outputs(1, x)) / 2
 
+    def suspicion_scores(self, positions: torch.Tensor, outputs: torch.Tensor,
+                         labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """gmm_noisy: 1 - the two networks' mean GMM clean probability from the last division (the selection
+        DivideMix trained with); nothing when no division is held (eval.py on a checkpoint: it is not saved)."""
+        if self.clean_prob.shape[1] == 0:
+            return {}
+        return {"gmm_noisy": 1.0 - self.clean_prob.mean(0)[positions.to(self.clean_prob.device)].double().cpu()}
+
     def _class_logits(self, which: int, x: torch.Tensor) -> torch.Tensor:
         return self.head.class_logits(self._outputs(which, x)).float()
 

@@ -93,6 +93,7 @@ class TestSetEvaluator:
         self.plots = bool(plots)
         self.detectors = check_detectors(detectors)
         self.plot_dir: Path | None = None
+        self.samples_dir: Path | None = None  # per-sample outputs (noisylab.samples), set by the entry point
         self.setting: dict[str, object] = {}
         self.default_score: str | None = None  # the score plots and the console table use (set by compute)
         self.rows: dict[str, dict[str, list[torch.Tensor]]] = defaultdict(lambda: defaultdict(list))
@@ -167,6 +168,7 @@ class TestSetEvaluator:
         test, val, train = data.get("test"), data.get("val"), data.get("train")
         ood_sets = {name: d for name, d in data.items() if name.startswith("ood/")}
         figures: dict[str, dict] = {}
+        detected: dict[str, torch.Tensor] = {}
 
         if test is not None:
             metrics.update(self._in_distribution(head, test, figures))
@@ -181,11 +183,56 @@ class TestSetEvaluator:
                 metrics.update({f"{name}/{k}": v for k, v in found.items()})
         if train is not None:
             metrics.update(self._training_set(head, train))
+        if self.samples_dir is not None and module.trainer.is_global_zero:
+            self._write_samples(module, head, data, detected)
         if self.plots and self.plot_dir is not None and module.trainer.is_global_zero:
             from noisylab import plots
 
             plots.write_all(self.plot_dir, figures, self.setting, module.loggers, step=module.trainer.global_step)
         return metrics
+
+    def _write_samples(self, module: L.LightningModule, head: LinearHead, data: dict[str, dict[str, torch.Tensor]],
+                       detected: dict[str, torch.Tensor]) -> None:
+        """train.csv (the noisy training data: what the model thinks of each label), test.csv (what it said of
+        each test and OOD sample) and, in cross-validation, fold.csv (out-of-sample probabilities)."""
+        from noisylab import samples
+
+        datamodule = module.trainer.datamodule
+        names = samples.LabelNames(datamodule.labels.class_ids, datamodule.class_names)
+        splits = ["train", "fold"] + ([] if datamodule.val_labels_kind == "official_val" else ["val"])
+        parts = []
+        for split in splits:
+            if (rows := data.get(split)) is None:
+                continue
+            outputs = rows["outputs"]
+            suspicion = {head.mislabel_score_name: head.mislabel_scores(outputs, rows["labels"])}
+            if split == "train":  # the method's own evidence is about the samples it trained on
+                suspicion.update(module.suspicion_scores(rows["index"], outputs, rows["labels"]))
+            drained = head.drained(outputs) if head.has_drainage else None
+            parts.append(samples.training_rows(split, rows, head.class_logits(outputs), suspicion, drained,
+                                               datamodule.source_index, names, datamodule.clean_labels_known))
+        if parts:
+            samples.write_training_samples(self.samples_dir / "train.csv", parts)
+        if (fold := data.get("fold")) is not None:
+            samples.write_fold_probabilities(self.samples_dir / "fold.csv", fold, head.class_logits(fold["outputs"]),
+                                             datamodule.source_index, names)
+        sets = {}
+        for name, rows in data.items():
+            if name != "test" and not name.startswith("ood/"):
+                continue
+            entry: dict[str, object] = {"index": _source_positions(datamodule, name, rows["index"])}
+            if name == "test":
+                entry.update({"labels": rows["labels"], "class_logits": head.class_logits(rows["outputs"]),
+                              **{f"score/{k}": v for k, v in {**self._id_scores(head, rows["outputs"]),
+                                                               **detected}.items()}})
+                entry["drained"] = head.drained(rows["outputs"]) if head.has_drainage else None
+            else:
+                entry.update({k: v for k, v in rows.items() if k.startswith("score/")})
+                entry["drained"] = rows["drained"].bool() if head.has_drainage else None
+            sets[name] = entry
+        if "test" in sets:
+            score_names = [k.removeprefix("score/") for k in sets["test"] if str(k).startswith("score/")]
+            samples.write_test_samples(self.samples_dir / "test.csv", sets, score_names, names)
 
     def _in_distribution(self, head: LinearHead, test: dict, figures: dict) -> dict[str, float]:
         class_logits, labels = head.class_logits(test["outputs"]), test["labels"]
@@ -281,6 +328,13 @@ class TestSetEvaluator:
                 "metrics": shown,
             }
         return metrics
+
+
+def _source_positions(datamodule: object, name: str, index: torch.Tensor) -> torch.Tensor:
+    """A test set's sample positions in the source's test set where the datamodule records them (the test
+    set, held-out classes), else in the set itself (OOD datasets)."""
+    mapping = getattr(datamodule, "test_source_index", {}).get(name)
+    return index if mapping is None else torch.as_tensor(mapping)[index.cpu()]
 
 
 def _no_group(set_name: str) -> str:

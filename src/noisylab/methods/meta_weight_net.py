@@ -168,6 +168,14 @@ class MetaWeightNet(StandardMethod):
         self.meta_loss.reset()
         self.step_schedulers_by_hand()
 
+    def suspicion_scores(self, positions: torch.Tensor, outputs: torch.Tensor,
+                         labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """one_minus_mwn_weight: 1 - the weight the learned weight network gives each sample's loss (on the
+        un-augmented image): the samples it learned to discount are its suspects."""
+        with torch.no_grad():
+            losses = self.criterion.per_sample(outputs.to(self.device), labels.to(self.device))
+            return {"one_minus_mwn_weight": 1.0 - self.weight_net(losses).double().cpu()}
+
     def configure_optimizers(self) -> list[dict[str, Any]]:
         classifier = super().configure_optimizers()
         meta = instantiate(self.meta_optimizer_config, params=self.weight_net.parameters())

@@ -196,6 +196,12 @@ class StandardMethod(L.LightningModule):
                 outputs = self(x.float()).float()
         self.evaluator.add(name, self.head, outputs, y, index, clean, features=features)
 
+    def suspicion_scores(self, positions: torch.Tensor, outputs: torch.Tensor,
+                         labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The method's own per-sample evidence that a training label is wrong (higher = more suspicious), for
+        the samples at `positions` of the noisy training labels, beyond its head's; none here."""
+        return {}
+
     def on_test_epoch_end(self) -> None:
         metrics = self.evaluator.compute(self, self.head, self.trainer.datamodule.test_set_names)
         for name, value in metrics.items():

@@ -30,6 +30,7 @@ class LinearHead(nn.Module):
     has_drainage = False
     prototype_distances = False
     score_names: tuple[str, ...] = ("msp", "max_logit", "energy", "neg_entropy")
+    mislabel_score_name = "one_minus_p_given"  # what mislabel_scores is, in per-sample outputs
 
     def __init__(self, in_features: int, num_classes: int) -> None:
         super().__init__()
@@ -53,9 +54,11 @@ class LinearHead(nn.Module):
         return class_scores(self.class_logits(outputs), self.score_names)
 
     def mislabel_scores(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """1 - p(label) under softmax over the K classes."""
-        probs = self.class_logits(outputs).float().softmax(1)
-        return 1.0 - probs.gather(1, labels.view(-1, 1)).squeeze(1)
+        """1 - p(label) under softmax over the K classes, in float64 (sum of the other classes' probabilities:
+        no cancellation when p(label) is near 1)."""
+        log_probs = self.class_logits(outputs).double().log_softmax(1)
+        others = log_probs.scatter(1, labels.view(-1, 1), float("-inf"))
+        return torch.logsumexp(others, 1).exp()
 
 
 class DrainageHead(LinearHead):
@@ -66,13 +69,14 @@ class DrainageHead(LinearHead):
     """
 
     has_drainage = True
+    mislabel_score_name = "p_d"
 
     @property
     def num_outputs(self) -> int:
         return self.num_classes + 1
 
     def drainage_probability(self, outputs: torch.Tensor) -> torch.Tensor:
-        return F.softmax(outputs.float(), dim=1)[:, self.num_classes]
+        return F.softmax(outputs.double(), dim=1)[:, self.num_classes]
 
     def drained(self, outputs: torch.Tensor) -> torch.Tensor:
         return outputs.argmax(1) == self.num_classes

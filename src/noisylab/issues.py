@@ -52,6 +52,7 @@ from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from noisylab.confident_learning import ConfidentLearningError, cleanlab_issues, merge_folds  # noqa: E402
 from noisylab.utils.atomic import atomic_open, atomic_save, atomic_write_text  # noqa: E402
 
 SAMPLES = Path("samples") / "train.csv"
@@ -352,7 +353,11 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="noisylab-issues", description=__doc__.split("\n\n")[0])
-    parser.add_argument("run", type=Path, help="a run folder (holding samples/train.csv)")
+    parser.add_argument("run", type=Path, help="a run folder (holding samples/train.csv); with --cleanlab, the "
+                                               "folder of a cross-validation's fold runs")
+    parser.add_argument("--cleanlab", action="store_true", help="confident learning: merge the fold runs' "
+                        "out-of-sample probabilities (data.num_folds), run cleanlab's find_label_issues, and rank "
+                        "by its label quality; the suspects are cleanlab's issues unless --top/--threshold")
     parser.add_argument("--score", help="suspicion column, with or without the 'suspicion/' prefix "
                                         "(default: the first, the method's own)")
     chosen = parser.add_mutually_exclusive_group()
@@ -423,10 +428,16 @@ def run(args: argparse.Namespace) -> None:
     if np.isnan(scores).any():
         note(f"note: {int(np.isnan(scores).sum())} sample(s) without a {score} score rank last")
     threshold = args.threshold
-    if args.top is None and threshold is None:
+    flagged = getattr(args, "flagged", None)  # --cleanlab without --top/--threshold: cleanlab's own issues
+    if args.top is None and threshold is None and flagged is None:
         threshold = default_threshold(scores, score)
     order = rank(scores, samples.index)
-    selected = select(scores[order], args.top, threshold)
+    if flagged is not None:
+        is_flagged = np.isin(samples.index[order], flagged)
+        order = np.concatenate([order[is_flagged], order[~is_flagged]])  # each part still by score
+        selected = int(is_flagged.sum())
+    else:
+        selected = select(scores[order], args.top, threshold)
     suspect = np.zeros(len(samples), dtype=bool)
     suspect[order[:selected]] = True
     known = samples.clean_known
@@ -453,7 +464,8 @@ def run(args: argparse.Namespace) -> None:
 
     summary: dict[str, Any] = {
         "run": str(run_dir), "score": f"{SCORE_PREFIX}{score}", "split": args.split,
-        "selection": {"top": args.top} if args.top is not None else {"threshold": threshold},
+        "selection": ({"top": args.top} if args.top is not None else {"threshold": threshold} if flagged is None
+                      else {"cleanlab": "find_label_issues(filter_by=prune_by_noise_rate)"}),
         "samples": len(samples), "suspects": selected, "clean_labels_known": clean_known,
     }  # fmt: skip
     if clean_known:
@@ -497,8 +509,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Exit status 1 on a user error (missing or malformed file, data not found), with its message."""
     args = parse_args(argv)
     try:
+        if args.cleanlab:
+            args.run = merge_folds(args.run)
+            flagged = cleanlab_issues(args.run)
+            if args.top is None and args.threshold is None:
+                args.flagged = flagged
+            note(f"confident learning: cleanlab flags {len(flagged)} samples; merged into {args.run}")
         run(args)
-    except IssuesError as exc:
+    except (IssuesError, ConfidentLearningError) as exc:
         note(f"error: {exc}")
         return 1
     return 0

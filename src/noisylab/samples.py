@@ -19,6 +19,9 @@ split = val; an official validation set of the dataset is not training data and 
                              method's own, e.g. DivideMix's gmm_noisy, follow)
     drained                  1 if the largest output is the drainage node (drainage heads only)
 
+`samples/fold.csv` (cross-validation, data.num_folds): the left-out fold's rows in train.csv's columns
+(split = fold), plus prob/<source class id>, the out-of-sample probability of each trained class.
+
 `samples/test.csv`, one row per test and OOD sample: set (test or ood/<name>), index (position in that
 set), label and label_class (test set only), predicted_label and predicted_class (test set only),
 drained (drainage heads), and score/<name> for every score, as the quantity its name says (MSP, 1 - p_d).
@@ -102,18 +105,14 @@ def write_training_samples(path: Path, parts: Sequence[dict[str, list[object]]])
     _write(path, header, ([merged[key][i] for i in order] for key in header))
 
 
-def write_fold_probabilities(path: Path, rows: Mapping[str, torch.Tensor], class_logits: torch.Tensor,
-                             source_index: np.ndarray, names: LabelNames) -> None:
-    """fold.csv of cross-validation: index, given_label and the out-of-sample probability of every trained
-    class (`prob/<source class id>`): confident learning's input (cleanlab's pred_probs)."""
-    probs = class_logits.double().softmax(1).cpu().numpy()
-    given = names.ids(rows["labels"])
-    header = ["index", "given_label", "given_class", *(f"prob/{c}" for c in names.class_ids.tolist())]
-    order = np.argsort(source_index[rows["index"].cpu().numpy()], kind="stable")
-    index = source_index[rows["index"].cpu().numpy()]
-    columns = [index[order].tolist(), given[order].tolist(), [names.names(given)[i] for i in order],
-               *(_number(probs[order, k]) for k in range(probs.shape[1]))]
-    _write(path, header, columns)
+def write_fold_samples(path: Path, part: dict[str, list[object]], class_logits: torch.Tensor,
+                       names: LabelNames) -> None:
+    """fold.csv of cross-validation: the left-out fold's rows as in train.csv (split = fold), and the
+    out-of-sample probability of every trained class, `prob/<source class id>`: confident learning's input
+    (cleanlab's pred_probs), merged over the folds by `noisylab-issues --cleanlab`."""
+    probs = class_logits.double().softmax(1)
+    columns = {**part, **{f"prob/{c}": _number(probs[:, k]) for k, c in enumerate(names.class_ids.tolist())}}
+    write_training_samples(path, [columns])
 
 
 def write_test_samples(path: Path, sets: Mapping[str, dict[str, object]], score_names: Sequence[str],

@@ -200,7 +200,7 @@ class TestSetEvaluator:
         datamodule = module.trainer.datamodule
         names = samples.LabelNames(datamodule.labels.class_ids, datamodule.class_names)
         splits = ["train", "fold"] + ([] if datamodule.val_labels_kind == "official_val" else ["val"])
-        parts = []
+        parts = {}
         for split in splits:
             if (rows := data.get(split)) is None:
                 continue
@@ -209,13 +209,14 @@ class TestSetEvaluator:
             if split == "train":  # the method's own evidence is about the samples it trained on
                 suspicion.update(module.suspicion_scores(rows["index"], outputs, rows["labels"]))
             drained = head.drained(outputs) if head.has_drainage else None
-            parts.append(samples.training_rows(split, rows, head.class_logits(outputs), suspicion, drained,
-                                               datamodule.source_index, names, datamodule.clean_labels_known))
-        if parts:
-            samples.write_training_samples(self.samples_dir / "train.csv", parts)
-        if (fold := data.get("fold")) is not None:
-            samples.write_fold_probabilities(self.samples_dir / "fold.csv", fold, head.class_logits(fold["outputs"]),
-                                             datamodule.source_index, names)
+            parts[split] = samples.training_rows(split, rows, head.class_logits(outputs), suspicion, drained,
+                                                 datamodule.source_index, names, datamodule.clean_labels_known)
+        if trained := [part for split, part in parts.items() if split != "fold"]:
+            samples.write_training_samples(self.samples_dir / "train.csv", trained)
+        if "fold" in parts:  # out-of-sample: the fold was not trained on
+            fold = data["fold"]
+            samples.write_fold_samples(self.samples_dir / "fold.csv", parts["fold"],
+                                       head.class_logits(fold["outputs"]), names)
         sets = {}
         for name, rows in data.items():
             if name != "test" and not name.startswith("ood/"):

@@ -1,0 +1,112 @@
+"""Which score finds the mislabeled samples? Drainage's p_d, CE's 1 - p(label), DivideMix's GMM and
+cleanlab's confident learning, side by side on the same noisy MNIST labels; then one clean-and-retrain round.
+
+For each noise model (asymmetric 0.4, instance 0.4; the noisy labels are the same for every detector, a
+function of the seed):
+- drainage, CE, DivideMix: train once; noisylab-issues on the run gives the noise-detection AUROC and the
+  precision at the true noise rate of each suspicion score it wrote (the method's own first);
+- cleanlab: --folds runs of CE, each leaving one fold out (data.num_folds), merged by
+  `noisylab-issues --cleanlab`: cleanlab's self-confidence label quality on out-of-sample probabilities,
+  and its find_label_issues set;
+- the retrain: drainage's top suspects (as many as its threshold selects: p_d >= 0.5) dropped with
+  data.exclude, the same run again; test accuracy before and after.
+Detection is measured on the samples each detector scored (cleanlab: the training split, out of sample;
+the others: the training and validation splits, in sample, as a user would run them).
+
+    python benchmarks/label_issues.py                          # MNIST from ../shared/data
+    python benchmarks/label_issues.py --epochs 2 --batches 50  # a quicker look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+NOISES = {
+    "asymmetric 0.4": ["noise=asymmetric", "noise.rate=0.4"],
+    "instance 0.4": ["noise=instance", "noise.rate=0.4"],
+}
+DETECTORS = {
+    "drainage": ["loss=drainage"],
+    "ce": ["loss=ce"],
+    "dividemix": ["method=dividemix", "method.warmup_epochs=1"],
+}
+
+
+def run(args: list[str], cwd: Path = REPO) -> float:
+    started = time.perf_counter()
+    subprocess.run(args, check=True, cwd=cwd, capture_output=True, text=True)
+    return time.perf_counter() - started
+
+
+def train(common: list[str], extra: list[str], where: Path, multirun: bool = False) -> float:
+    folder = f"hydra.sweep.dir={where}" if multirun else f"hydra.run.dir={where}"
+    return run([sys.executable, str(REPO / "train.py"), *(["-m"] if multirun else []), *common, *extra, folder,
+                "callbacks.progress_bar=null", "trainer.enable_model_summary=false", "eval.plots=false"])
+
+
+def issues(target: Path, *options: str) -> dict:
+    run([sys.executable, "-m", "noisylab.issues", str(target), *options])
+    out = target / "confident_learning" / "issues" if "--cleanlab" in options else target / "issues"
+    return json.loads((out / "issues_summary.json").read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", default=str(SHARED), help="folder holding MNIST/raw")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--batches", type=int, default=100, help="training batches of 128 per epoch")
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", default=None, help="where the runs go (default: a temporary folder)")
+    opts = parser.parse_args()
+    out = Path(opts.out or tempfile.mkdtemp(prefix="noisylab-label-issues-"))
+    common = ["data=mnist", f"data.root={opts.root}", "model=cnn4", "optim.lr=0.01", "ood=none",
+              f"trainer.max_epochs={opts.epochs}", f"+trainer.limit_train_batches={opts.batches}",
+              f"seed={opts.seed}"]
+    print(f"MNIST, cnn4, {opts.epochs} epochs x {opts.batches} batches of 128, seed {opts.seed}; runs in {out}\n")
+    print("| noise | detector | score | AUROC | precision at the noise rate | suspects | their precision | seconds |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    retrain_rows = []
+    for noise, noise_args in NOISES.items():
+        slug = noise.split()[0]
+        for name, args in DETECTORS.items():
+            where = out / slug / name
+            seconds = train(common, [*noise_args, *args], where)
+            found = issues(where)
+            for score, auroc in found["auroc"].items():
+                own = score == found["score"]
+                print(f"| {noise} | {name} | {score} | {auroc:.4f} | "
+                      f"{found['precision_at_noise_rate'] if own else float('nan'):.4f} | "
+                      f"{found['suspects'] if own else ''} | {found['precision_at_k'] if own else float('nan'):.4f} | "
+                      f"{seconds:.0f} |")
+            if name == "drainage":
+                before = json.loads((where / "metrics.json").read_text())["test/acc"]
+                again = out / slug / "drainage_cleaned"
+                train(common, [*noise_args, *args, f"data.exclude={where / 'issues' / 'exclude.csv'}"], again)
+                after = json.loads((again / "metrics.json").read_text())
+                retrain_rows.append((noise, found["suspects"], found["precision_at_k"], before, after["test/acc"],
+                                     after["noise/realised_rate_after_cleaning"]))
+        folds = out / slug / "cleanlab"
+        seconds = train(common, [*noise_args, "loss=ce", f"data.num_folds={opts.folds}",
+                                 f"data.fold={','.join(map(str, range(opts.folds)))}"], folds, multirun=True)
+        found = issues(folds, "--cleanlab")
+        print(f"| {noise} | cleanlab ({opts.folds} folds of CE) | cleanlab | {found['auroc']['cleanlab']:.4f} | "
+              f"{found['precision_at_noise_rate']:.4f} | {found['suspects']} | {found['precision_at_k']:.4f} | "
+              f"{seconds:.0f} |")
+    print("\nOne clean-and-retrain round: drainage's suspects (p_d >= 0.5) dropped, the same run again\n")
+    print("| noise | dropped | of them mislabeled | test acc before | after | noise rate after |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for noise, dropped, precision, before, after, rate in retrain_rows:
+        print(f"| {noise} | {dropped} | {precision:.3f} | {before:.4f} | {after:.4f} | {rate:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

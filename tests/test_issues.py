@@ -255,3 +255,18 @@ def test_data_root_resolves_hydra_interpolations(tmp_path, monkeypatch):
     assert issues.data_root(cfg, tmp_path) == tmp_path
     monkeypatch.setenv("NOISYLAB_DATA_ROOT", str(tmp_path / "env"))
     assert issues.data_root(cfg, None) == tmp_path / "env"
+
+
+def test_precision_at_the_noise_rate_is_the_runs_own_metric() -> None:
+    """issues.py keeps a numpy copy (the CLI does not import torch); it must equal the metric runs report."""
+    import torch
+
+    from noisylab.issues import precision_at_noise_rate as cli_version
+    from noisylab.metrics.noise_detection import precision_at_noise_rate as run_version
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        scores = np.round(rng.random(200), 1)  # many ties at the k-th score
+        noisy = rng.random(200) < 0.3
+        want = run_version(torch.from_numpy(scores), torch.from_numpy(noisy))
+        assert cli_version(scores, noisy) == pytest.approx(want, abs=1e-12)

@@ -1,8 +1,8 @@
 """Which score finds the mislabeled samples? Drainage's p_d, CE's 1 - p(label), DivideMix's GMM and
 cleanlab's confident learning, side by side on the same noisy MNIST labels; then one clean-and-retrain round.
 
-For each noise model (asymmetric 0.4, instance 0.4; the noisy labels are the same for every detector, a
-function of the seed):
+For each noise model (MNIST: asymmetric 0.4, instance 0.4; CIFAR-10N: the human "worst" labels, 40.2%
+noise; the noisy labels are the same for every detector, a function of the seed):
 - drainage, CE, DivideMix: train once; noisylab-issues on the run gives the noise-detection AUROC and the
   precision at the true noise rate of each suspicion score it wrote (the method's own first);
 - cleanlab: --folds runs of CE, each leaving one fold out (data.num_folds), merged by
@@ -14,6 +14,7 @@ Detection is measured on the samples each detector scored (cleanlab: the trainin
 the others: the training and validation splits, in sample, as a user would run them).
 
     python benchmarks/label_issues.py                          # MNIST from ../shared/data
+    python benchmarks/label_issues.py --data cifar10n          # CIFAR-10N worst (builds CIFAR-10 first)
     python benchmarks/label_issues.py --epochs 2 --batches 50  # a quicker look
 """
 
@@ -30,8 +31,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 NOISES = {
-    "asymmetric 0.4": ["noise=asymmetric", "noise.rate=0.4"],
-    "instance 0.4": ["noise=instance", "noise.rate=0.4"],
+    "mnist": {
+        "asymmetric 0.4": ["noise=asymmetric", "noise.rate=0.4"],
+        "instance 0.4": ["noise=instance", "noise.rate=0.4"],
+    },
+    "cifar10n": {"human worst": ["noise.label_set=worst"]},
 }
 DETECTORS = {
     "drainage": ["loss=drainage"],
@@ -42,7 +46,9 @@ DETECTORS = {
 
 def run(args: list[str], cwd: Path = REPO) -> float:
     started = time.perf_counter()
-    subprocess.run(args, check=True, cwd=cwd, capture_output=True, text=True)
+    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"failed: {' '.join(args)}\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
     return time.perf_counter() - started
 
 
@@ -58,9 +64,22 @@ def issues(target: Path, *options: str) -> dict:
     return json.loads((out / "issues_summary.json").read_text())
 
 
+def cifar10n_root(shared: Path, scratch: Path) -> Path:
+    """A data.root holding cifar-10-batches-py/ (built from the shared JPEG archive) and cifar-n/."""
+    root = scratch / "cifar10n-data"
+    if not (root / "cifar-10-batches-py").is_dir():
+        run([sys.executable, str(shared / "cifar10" / "make_cifar10.py"), str(root)])
+    (root / "cifar-n").mkdir(parents=True, exist_ok=True)
+    human = root / "cifar-n" / "CIFAR-10_human.pt"
+    if not human.exists():
+        human.symlink_to(shared / "cifar-n" / "CIFAR-10_human.pt")
+    return root
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", default=str(SHARED), help="folder holding MNIST/raw")
+    parser.add_argument("--data", choices=sorted(NOISES), default="mnist")
+    parser.add_argument("--root", default=str(SHARED), help="the shared data folder: MNIST/raw, or cifar10/ and cifar-n/ for --data cifar10n")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batches", type=int, default=100, help="training batches of 128 per epoch")
     parser.add_argument("--folds", type=int, default=3)
@@ -68,14 +87,15 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="where the runs go (default: a temporary folder)")
     opts = parser.parse_args()
     out = Path(opts.out or tempfile.mkdtemp(prefix="noisylab-label-issues-"))
-    common = ["data=mnist", f"data.root={opts.root}", "model=cnn4", "optim.lr=0.01", "ood=none",
+    root = cifar10n_root(Path(opts.root), out) if opts.data == "cifar10n" else Path(opts.root)
+    common = [f"data={opts.data}", f"data.root={root}", "model=cnn4", "optim.lr=0.01", "ood=none",
               f"trainer.max_epochs={opts.epochs}", f"+trainer.limit_train_batches={opts.batches}",
               f"seed={opts.seed}"]
-    print(f"MNIST, cnn4, {opts.epochs} epochs x {opts.batches} batches of 128, seed {opts.seed}; runs in {out}\n")
+    print(f"{opts.data}, cnn4, {opts.epochs} epochs x {opts.batches} batches of 128, seed {opts.seed}; runs in {out}\n")
     print("| noise | detector | score | AUROC | precision at the noise rate | suspects | their precision | seconds |")
     print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
     retrain_rows = []
-    for noise, noise_args in NOISES.items():
+    for noise, noise_args in NOISES[opts.data].items():
         slug = noise.split()[0]
         for name, args in DETECTORS.items():
             where = out / slug / name

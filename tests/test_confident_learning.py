@@ -65,3 +65,47 @@ def test_cleanlab_over_three_folds_in_the_issues_format(tmp_path: Path) -> None:
     (sweep / "1" / "samples" / "fold.csv").unlink()
     with pytest.raises(ConfidentLearningError, match=r"folds \[0, 2\] with num_folds \[3\]"):
         merge_folds(sweep)
+
+
+@pytest.mark.slow
+def test_cleanlab_on_a_cifar10_fixture_with_held_out_classes(tmp_path: Path) -> None:
+    """CIFAR-10 in its on-disk format, 2 classes held out (positions shift): every fold's rows name their
+    images, and cleanlab's issues come back under the source's indices and class ids."""
+    from cleanlab.filter import find_label_issues
+
+    from noisylab.data.sources import load_cifar10
+    from tests.fixtures import write_cifar10
+
+    write_cifar10(tmp_path / "data", n_per_batch=60, n_test=60)
+    sweep = tmp_path / "sweep"
+    run_train(["-m", "data=cifar10", f"data.root={tmp_path / 'data'}", "model=small_cnn", "ood=holdout",
+               "noise=symmetric", "noise.rate=0.3", "data.val_size=0.1", "data.num_folds=2", "data.fold=0,1", "eval.plots=false",
+               f"hydra.sweep.dir={sweep}", "trainer.max_epochs=1", "callbacks.progress_bar=null",
+               "trainer.enable_model_summary=false"], cwd=tmp_path, timeout=600)
+    source = load_cifar10(tmp_path / "data")
+    for fold in range(2):
+        saved = np.load(sweep / str(fold) / "noisy_labels.npz")
+        held = set(range(10)) - set(saved["class_ids"].tolist())
+        assert len(held) == 2
+        for name in ("train.csv", "fold.csv"):
+            rows = _rows(sweep / str(fold) / "samples" / name)
+            index = np.array([int(r["index"]) for r in rows])
+            clean = np.array([int(r["clean_label"]) for r in rows])
+            np.testing.assert_array_equal(clean, source.train_labels[index])  # the row's label is its image's
+            assert not held & set(clean.tolist())
+    issues_main(["--cleanlab", str(sweep)])
+    folds = [_rows(sweep / str(k) / "samples" / "fold.csv") for k in range(2)]
+    by_index = {int(r["index"]): r for fold in folds for r in fold}
+    order = sorted(by_index)
+    classes = [c for c in folds[0][0] if c.startswith("prob/")]
+    assert sorted(int(c.removeprefix("prob/")) for c in classes) == sorted(saved["class_ids"].tolist())
+    position = {int(c.removeprefix("prob/")): k for k, c in enumerate(classes)}
+    labels = np.array([position[int(by_index[i]["given_label"])] for i in order])
+    probs = np.array([[float(by_index[i][c]) for c in classes] for i in order])
+    flagged = set(np.array(order)[find_label_issues(labels, probs, filter_by="prune_by_noise_rate")].tolist())
+    issues = _rows(sweep / "confident_learning" / "issues" / "label_issues.csv")
+    assert {int(r["index"]) for r in issues} == flagged
+    for row in issues:  # the given label is the run's, is_noisy compares it with that image's own label
+        given = int(row["given_label"])
+        assert given == int(by_index[int(row["index"])]["given_label"])
+        assert row["is_noisy"] == str(int(given != source.train_labels[int(row["index"])]))

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset, get_worker_info
-from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
 
+from noisylab.data.decode import DraftDecoder
 from noisylab.data.errors import BadImageError, MissingImagesError
 from noisylab.utils.seeding import epoch_seed
 
@@ -103,13 +104,14 @@ def check_listed_files(dataset: str, root: Path, files: Sequence[str], listed_in
 
 
 def _short_reason(exc: Exception) -> str:
-    """torchvision's decoder message without its C++ source location."""
+    """The decoder's message without torchvision's C++ source location, or the exception's type."""
     return re.sub(r"^.*\.cpp:\d+, ", "", str(exc).strip()) or type(exc).__name__
 
 
 class FileDataset(Dataset):
     """(image uint8 CHW, label, index, clean label) decoded from `root / files[i]` on access (RGB, or
-    grey for OOD images shown to a grey-scale model).
+    grey for OOD images shown to a grey-scale model) by Pillow, at the reduced JPEG resolution the
+    transform's crop allows (decode.DraftDecoder).
 
     An image that cannot be decoded stops the run with a BadImageError naming it (`bad_images="stop"`), or,
     with `bad_images="skip"`, is replaced by the next decodable sample (deterministic: the same replacement
@@ -125,7 +127,8 @@ class FileDataset(Dataset):
         self.clean = torch.from_numpy(np.asarray(clean, dtype=np.int64))
         self.index = torch.from_numpy(np.asarray(index, dtype=np.int64))
         self.transform = transform
-        self.mode = ImageReadMode.GRAY if grey else ImageReadMode.RGB
+        # Decodes each file at the resolution its transform's crop needs (PIL's reduced-size JPEG decoding).
+        self.decoder = DraftDecoder(transform, "L" if grey else "RGB")
         self.views = 1  # > 1: each sample is a tuple of independently transformed views (DivideMix, SimCLR)
         self.bad_images = "stop"  # or "skip" (data.bad_images; set by NoisyLabelDataModule)
         self.augment_seed = 0  # seeds each training sample's augmentation with its epoch and index
@@ -141,11 +144,9 @@ class FileDataset(Dataset):
         augmentation is then seeded by (augment_seed, epoch, index) alone: the same in a resumed run and
         whichever worker process draws it."""
         epoch, i = key if isinstance(key, tuple) else (None, key)
-        image, j = self._decode(i)
-        with self._sample_rng(epoch, i):
-            views = self.transform(image) if self.views == 1 else tuple(self.transform(image)
-                                                                        for _ in range(self.views))
-        return views, self.labels[j], self.index[j], self.clean[j]
+        with self._sample_rng(epoch, i):  # the crop box is drawn before decoding (decode.DraftDecoder)
+            views, j = self._load(i)
+        return (views[0] if self.views == 1 else tuple(views)), self.labels[j], self.index[j], self.clean[j]
 
     @contextlib.contextmanager
     def _sample_rng(self, epoch: int | None, i: int) -> Iterator[None]:
@@ -157,26 +158,27 @@ class FileDataset(Dataset):
             torch.manual_seed(epoch_seed(self.augment_seed, epoch, i))
             yield
 
-    def _decode(self, i: int) -> tuple[torch.Tensor, int]:
-        """The image of sample `i` and `i`; when skipping bad images, the first decodable sample from `i` on."""
+    def _load(self, i: int) -> tuple[list[torch.Tensor], int]:
+        """The views of sample `i` and `i`; when skipping bad images, those of the first decodable sample from
+        `i` on."""
         for step in range(len(self.files)):
             j = (i + step) % len(self.files)
             path = self.root / self.files[j]
             try:
-                image = decode_image(str(path), mode=self.mode)
-            except (RuntimeError, OSError) as exc:
+                views = self.decoder(str(path), self.views)
+            except (RuntimeError, OSError, SyntaxError, Image.DecompressionBombError) as exc:  # torchvision.io, PIL
                 if self.bad_images != "skip":
                     raise BadImageError(
                         f"{path}: cannot decode this image ({_short_reason(exc)}); this data-loading process had "
-                        f"read {self._decoded} images before it. Expected a complete JPEG, PNG, WebP or GIF file. "
-                        "To fix: replace it with an intact copy (re-download or re-extract the dataset), remove it "
-                        "from the dataset, or set data.bad_images=skip to train without it (each skipped file is "
-                        "logged and listed)."
+                        f"read {self._decoded} images before it. Expected a complete image file (JPEG, PNG, WebP, "
+                        "GIF, BMP, ...); this one may be incomplete or truncated. To fix: replace it with an intact "
+                        "copy (re-download or re-extract the dataset), remove it from the dataset, or set "
+                        "data.bad_images=skip to train without it (each skipped file is logged and listed)."
                     ) from None
                 self._skip(path, _short_reason(exc))
                 continue
             self._decoded += 1
-            return image, j
+            return views, j
         raise BadImageError(f"{self.root}: none of the {len(self.files)} images of this set can be decoded (the "
                             "first one is logged above); data.bad_images=skip cannot replace them. To fix: check "
                             "the dataset's files, re-download or re-extract it.")

@@ -1,0 +1,192 @@
+"""Images per second per CPU core of noisylab's image-file pipeline against torchvision's ImageFolder with the
+standard PIL transforms, on a folder of real JPEGs.
+
+Training: decode + RandomResizedCrop(224) + horizontal flip; evaluation: decode + Resize(256) + CenterCrop(224).
+torchvision's pipeline ends with ToTensor + Normalize in the workers (the ImageNet example's); noisylab's hands
+uint8 batches to the main process, which normalises them (on the device; on the CPU here, and that time counts).
+"Per core" is images per CPU second of all processes (main + workers, from getrusage): a shared machine's
+contention changes the wall time far more than the CPU time. Pipelines take turns for --rounds rounds; the
+figures are medians.
+
+    python benchmarks/file_pipeline.py --build /tmp/jpeg-folder        # 2000 CIFAR-10 JPEGs at 256-500 px
+    python benchmarks/file_pipeline.py --build /tmp/jpeg-large --min-side 640 --max-side 1200 --images 600
+    python benchmarks/file_pipeline.py --folder /tmp/jpeg-folder --workers 0 2 --rounds 5
+
+The folder is built from ../shared/data/cifar10/cifar10-jpeg.tar.xz: the first --images/10 images of each
+class, upscaled (bicubic) to a random width and height in [--min-side, --max-side] (seed --seed), saved as
+JPEG quality 90 in ImageFolder's layout (<folder>/train/<class>/<file>.jpg, and a copy of every tenth in val/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import resource
+import statistics
+import tarfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision.transforms as T
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision.datasets import ImageFolder
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
+
+from noisylab.data.augment import BatchAugment
+from noisylab.data.files import IMAGENET_MEAN, IMAGENET_STD, FileDataset
+from noisylab.data.folders import load_image_folder
+
+TARBALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "cifar10-jpeg.tar.xz"
+
+
+def build_folder(dest: Path, images: int, min_side: int, max_side: int, seed: int) -> None:
+    """CIFAR-10 JPEGs upscaled to web-image sizes, in ImageFolder's layout under dest/{train,val}."""
+    if not TARBALL.is_file():
+        raise SystemExit(f"{TARBALL} not found: this option needs the project's ../shared/data folder")
+    rng = np.random.default_rng(seed)
+    per_class = max(1, images // 10)
+    seen: dict[str, int] = {}
+    with tarfile.open(TARBALL, "r:xz") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            split, name, file = member.name.split("/")
+            if seen.get(name, 0) >= per_class:
+                if len(seen) == 10 and min(seen.values()) >= per_class:
+                    break
+                continue
+            k = seen[name] = seen.get(name, 0) + 1
+            image = Image.open(io.BytesIO(tar.extractfile(member).read())).convert("RGB")
+            width, height = (int(v) for v in rng.integers(min_side, max_side + 1, 2))
+            image = image.resize((width, height), Image.BICUBIC)
+            for part in ("train",) + (("val",) if k % 10 == 0 else ()):
+                (dest / part / name).mkdir(parents=True, exist_ok=True)
+                image.save(dest / part / name / f"{split}_{file}", quality=90)
+    print(f"wrote {sum(seen.values())} images ({min_side}-{max_side} px) to {dest}/train")
+
+
+class FullDecodeDataset(FileDataset):
+    """noisylab's pipeline before reduced-size decoding: torchvision.io decodes the whole file, then the
+    transform's steps run on the uint8 tensor (kept here as the reference the new decoder is measured by)."""
+
+    def _load(self, i: int) -> tuple[list[torch.Tensor], int]:
+        image = decode_image(str(self.root / self.files[i]), mode=ImageReadMode.RGB)
+        return [self.transform(image) for _ in range(self.views)], i
+
+
+def torchvision_dataset(folder: Path, train: bool) -> Dataset:
+    normalise = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    steps = [T.RandomResizedCrop(224), T.RandomHorizontalFlip()] if train else [T.Resize(256), T.CenterCrop(224)]
+    return ImageFolder(str(folder / ("train" if train else "val")), T.Compose(steps + normalise))
+
+
+def noisylab_dataset(folder: Path, train: bool, cls: type[FileDataset] = FileDataset) -> Dataset:
+    source = load_image_folder(folder.parent, name=folder.name)
+    split = "train" if train else "test"
+    labels = source.train_labels if train else source.test_labels
+    positions = np.arange(len(labels))
+    base = source.dataset(split, positions, labels, labels, augment=train)
+    return cls(base.root, base.files, labels, labels, positions, base.transform)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished (joined) children: the DataLoader workers."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def measure(dataset: Dataset, workers: int, batch_size: int, batches: int, normalise: BatchAugment | None,
+            pin_memory: bool = False) -> tuple[float, float]:
+    """(images per CPU second, images per wall second) over `batches` batches, worker start-up included."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, pin_memory=pin_memory,
+                        generator=torch.Generator().manual_seed(0))
+    count, cpu, wall = 0, cpu_seconds(), time.perf_counter()
+    iterator = iter(loader)
+    for _ in range(min(batches, len(loader))):
+        images = next(iterator)[0]
+        if normalise is not None:
+            images = normalise(images, train=False)  # uint8 -> normalised float, as on the device
+        count += len(images)
+    del iterator  # joins the workers, so their CPU time is counted
+    return count / (cpu_seconds() - cpu), count / (time.perf_counter() - wall)
+
+
+def decode_rates(files: list[str], rounds: int) -> dict[str, float]:
+    """Full-size decodes per second: torchvision.io one by one, batched decode_jpeg, Pillow, Pillow at 1/2."""
+    data = [read_file(f) for f in files]
+
+    def pil(f: str, scale: int = 1) -> None:
+        with Image.open(f) as image:
+            if scale > 1:
+                image.draft("RGB", (image.size[0] // scale, image.size[1] // scale))
+            image.convert("RGB")
+
+    runs: dict[str, Callable[[], object]] = {
+        "decode_image (torchvision.io, per file)": lambda: [decode_image(d, mode=ImageReadMode.RGB) for d in data],
+        "decode_jpeg (torchvision.io, batched list)": lambda: decode_jpeg(data, mode=ImageReadMode.RGB),
+        "Pillow, full size": lambda: [pil(f) for f in files],
+        "Pillow draft, 1/2 size": lambda: [pil(f, 2) for f in files],
+    }
+    if torch.cuda.is_available():
+        runs["decode_jpeg on the GPU (batched)"] = lambda: (decode_jpeg(data, device="cuda"), torch.cuda.synchronize())
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            rates[name].append(len(files) / (time.perf_counter() - start))
+    return {name: statistics.median(r) for name, r in rates.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build", type=Path, help="write the JPEG folder here and exit")
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--min-side", type=int, default=256)
+    parser.add_argument("--max-side", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--folder", type=Path, help="an ImageFolder layout with train/ and val/")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batches", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args()
+    if args.build is not None:
+        build_folder(args.build, args.images, args.min_side, args.max_side, args.seed)
+        return
+    if args.folder is None:
+        parser.error("give --folder (or --build to make one)")
+    torch.set_num_threads(1)  # the loader's main process, as in a training run with workers busy decoding
+    normalise = BatchAugment(IMAGENET_MEAN, IMAGENET_STD)
+    pipelines = {
+        "torchvision ImageFolder + PIL transforms": lambda train: (torchvision_dataset(args.folder, train), None),
+        "noisylab, full decode (before)": lambda train: (noisylab_dataset(args.folder, train, FullDecodeDataset),
+                                                         normalise),
+        "noisylab (reduced-size decode)": lambda train: (noisylab_dataset(args.folder, train), normalise),
+    }
+    for train in (True, False):
+        for workers in args.workers:
+            results: dict[str, list[tuple[float, float]]] = {name: [] for name in pipelines}
+            for _ in range(args.rounds):
+                for name, make in pipelines.items():
+                    dataset, norm = make(train)
+                    results[name].append(measure(dataset, workers, args.batch_size, args.batches, norm))
+            base = statistics.median(r[0] for r in results["torchvision ImageFolder + PIL transforms"])
+            print(f"\n{'train (RRC 224 + flip)' if train else 'eval (resize 256, centre crop 224)'}, "
+                  f"{workers} workers, medians of {args.rounds} rounds:")
+            for name, runs in results.items():
+                per_core, wall = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+                print(f"  {name:42s} {per_core:7.1f} img/s per core  {wall:7.1f} img/s wall  "
+                      f"x{per_core / base:.2f}")
+    files = sorted(str(p) for p in (args.folder / "train").rglob("*.jpg"))[:256]
+    print(f"\nfull-size decoding only ({len(files)} files, one process, medians of {args.rounds} rounds):")
+    for name, rate in decode_rates(files, args.rounds).items():
+        print(f"  {name:42s} {rate:7.1f} img/s")
+
+
+if __name__ == "__main__":
+    main()

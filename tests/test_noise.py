@@ -413,3 +413,40 @@ def test_noise_from_file_missing_path(tmp_path):
         NoiseFromFile(str(missing))
     assert str(missing) in str(excinfo.value)
     assert "noise.path" in str(excinfo.value)
+
+
+# --------------------------------------------------------------------------------------- as a library
+def test_noise_models_need_no_class_ids_or_images_unless_they_use_them():
+    """noise(clean) is noise(clean, None, arange(K)) with K = max(clean) + 1: the labels are the class ids."""
+    from noisylab.noise import MatrixNoise, PairFlipNoise
+
+    clean = _balanced(40, 4, seed=3)
+    for noise in (SymmetricNoise(0.4, seed=1), PairFlipNoise(0.3, seed=1), NoNoise(),
+                  AsymmetricNoise(0.5, seed=1, class_map={0: 1, 2: 3}),
+                  MatrixNoise(matrix=np.full((4, 4), 0.25).tolist(), seed=1)):
+        full = noise(clean, _images(len(clean)), np.arange(4))
+        assert np.array_equal(noise(clean), full), noise
+        assert noise(clean).dtype == np.int64
+    assert not np.array_equal(SymmetricNoise(0.4, seed=1)(clean), clean)
+    images = _images(len(clean))
+    assert np.array_equal(InstanceNoise(0.4, seed=1)(clean, images), InstanceNoise(0.4, seed=1)(clean, images,
+                                                                                                  np.arange(4)))
+
+
+def test_noise_models_take_lists_tensors_and_narrow_integers():
+    torch = pytest.importorskip("torch")
+    clean = _labels(200, 10, seed=4)
+    expected = SymmetricNoise(0.3, seed=5)(clean)
+    for given in (clean.tolist(), torch.from_numpy(clean), clean.astype(np.uint8)):
+        assert np.array_equal(SymmetricNoise(0.3, seed=5)(given), expected)
+
+
+def test_noise_models_refuse_labels_they_cannot_use():
+    with pytest.raises(ValueError, match=r"clean labels must be 0..K-1 with K = len\(class_ids\) = 3, got labels 0..5"):
+        SymmetricNoise(0.3)(np.array([0, 5, 1]), class_ids=np.arange(3))
+    with pytest.raises(ValueError, match="clean: expected a 1-D array of integer labels, got float64"):
+        SymmetricNoise(0.3)(np.array([0.0, 1.0, 1.5]))
+    with pytest.raises(ValueError, match=r"needs the pixels .* noise\(clean, images\)"):
+        InstanceNoise(0.3)(_labels(20, 3))
+    with pytest.raises(ValueError, match="10 images for 20 labels"):
+        InstanceNoise(0.3)(_labels(20, 3), _images(10))

@@ -9,10 +9,13 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import minimize_scalar
 
+from noisylab.metrics.arrays import TensorOrArray, accepts_arrays
+
 T_MIN, T_MAX = 1e-3, 100.0
 
 
-def ece(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
+@accepts_arrays
+def ece(logits: TensorOrArray, labels: TensorOrArray, n_bins: int = 15) -> float:
     """Expected calibration error of softmax(logits): confidence = max probability, equal-width bins
     (i/n, (i+1)/n] (a confidence of exactly 1 falls in the last bin, not one of its own), weighted
     |accuracy - mean confidence| per bin. Guo et al. (2017)'s definition."""
@@ -37,7 +40,8 @@ def _min_ece_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float(math.exp(found))
 
 
-def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, objective: str = "nll") -> float:
+@accepts_arrays
+def fit_temperature(logits: TensorOrArray, labels: TensorOrArray, objective: str = "nll") -> float:
     """The temperature T in [1e-3, 100] that minimises NLL or 15-bin ECE of softmax(logits / T).
 
     NLL is smooth in log T: bounded scalar minimisation. ECE is a step function of T, on which

@@ -6,10 +6,12 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.functional.classification import multiclass_accuracy
 
+from noisylab.metrics.arrays import TensorOrArray, accepts_arrays
 from noisylab.metrics.calibration import ece
 
 
-def classification_metrics(class_logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+@accepts_arrays
+def classification_metrics(class_logits: TensorOrArray, labels: TensorOrArray) -> dict[str, float]:
     """acc (top-1 over the K real classes), ece (15 equal-width bins, L1) and nll of softmax over K."""
     k = class_logits.shape[1]
     logits = class_logits.float()
@@ -20,7 +22,8 @@ def classification_metrics(class_logits: torch.Tensor, labels: torch.Tensor) -> 
     }
 
 
-def drainage_metrics(drained: torch.Tensor, correct: torch.Tensor) -> dict[str, float]:
+@accepts_arrays
+def drainage_metrics(drained: TensorOrArray, correct: TensorOrArray) -> dict[str, float]:
     """drainage_rate: share of samples drained; selective_acc: accuracy on the samples that were not.
 
     selective_acc is left out when everything is drained (there is nothing to be accurate on).
@@ -32,14 +35,16 @@ def drainage_metrics(drained: torch.Tensor, correct: torch.Tensor) -> dict[str, 
     return out
 
 
-def brier_score(class_logits: torch.Tensor, labels: torch.Tensor) -> float:
+@accepts_arrays
+def brier_score(class_logits: TensorOrArray, labels: TensorOrArray) -> float:
     """Mean over samples of sum_k (p_k - [k = y])^2 (multi-class Brier score, in [0, 2])."""
     probs = class_logits.float().softmax(1)
     target = F.one_hot(labels, probs.shape[1]).float()
     return ((probs - target) ** 2).sum(1).mean().item()
 
 
-def risk_coverage(confidence: torch.Tensor, correct: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+@accepts_arrays
+def risk_coverage(confidence: TensorOrArray, correct: TensorOrArray) -> tuple[torch.Tensor, torch.Tensor]:
     """(coverage, risk): accept the most confident samples first; risk = error rate among those accepted.
 
     Ties in confidence are accepted together (one point per distinct confidence), so the curve does not
@@ -54,7 +59,8 @@ def risk_coverage(confidence: torch.Tensor, correct: torch.Tensor) -> tuple[torc
     return accepted / len(conf), cumulative_errors[last_of_tie] / accepted
 
 
-def selective_metrics(confidence: torch.Tensor, correct: torch.Tensor, coverage: float = 0.9) -> dict[str, float]:
+@accepts_arrays
+def selective_metrics(confidence: TensorOrArray, correct: TensorOrArray, coverage: float = 0.9) -> dict[str, float]:
     """aurc: area under the risk-coverage curve (mean selective risk, Geifman et al. 2019, as a step function
     over samples); acc_at_<coverage>: accuracy on the `coverage` share of most confident samples."""
     coverages, risks = risk_coverage(confidence, correct)

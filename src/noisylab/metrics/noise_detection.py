@@ -5,11 +5,13 @@ from __future__ import annotations
 import torch
 from torchmetrics.functional.classification import binary_auroc
 
+from noisylab.metrics.arrays import TensorOrArray, accepts_arrays
 from noisylab.metrics.ood import order_preserving_unit_scale
 
 
+@accepts_arrays
 def noise_detection_metrics(
-    mislabel_scores: torch.Tensor, is_noisy: torch.Tensor, drained: torch.Tensor | None = None
+    mislabel_scores: TensorOrArray, is_noisy: TensorOrArray, drained: TensorOrArray | None = None
 ) -> dict[str, float]:
     """noise_detection_auroc of per-sample scores (higher = more likely mislabeled) against the known
     mislabeled samples, noise_detection_precision (precision among the top-scored samples as many as are
@@ -33,7 +35,8 @@ def noise_detection_metrics(
     return out
 
 
-def precision_at_noise_rate(mislabel_scores: torch.Tensor, is_noisy: torch.Tensor) -> float:
+@accepts_arrays
+def precision_at_noise_rate(mislabel_scores: TensorOrArray, is_noisy: TensorOrArray) -> float:
     """Share of truly mislabeled samples among the k highest-scored ones, k = the number mislabeled.
 
     Ties at the k-th score are averaged (the expected precision over every order of the tied samples),

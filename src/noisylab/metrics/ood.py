@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
+from noisylab.metrics.arrays import TensorOrArray, accepts_arrays
+
 
 def order_preserving_unit_scale(scores: torch.Tensor) -> torch.Tensor:
     """Dense ranks scaled to [0, 1]: the same order and ties as `scores`.
@@ -39,7 +41,8 @@ def _labelled(positive_scores: torch.Tensor, negative_scores: torch.Tensor) -> t
     return scores, is_positive
 
 
-def fpr_at_tpr(positive_scores: torch.Tensor, negative_scores: torch.Tensor, tpr: float = 0.95) -> float:
+@accepts_arrays
+def fpr_at_tpr(positive_scores: TensorOrArray, negative_scores: TensorOrArray, tpr: float = 0.95) -> float:
     """Share of negatives scored at or above the highest threshold that accepts a share `tpr` of the
     positives (higher score = more positive): the first ROC point with TPR >= `tpr`."""
     scores, is_positive = _labelled(positive_scores, negative_scores)
@@ -47,13 +50,15 @@ def fpr_at_tpr(positive_scores: torch.Tensor, negative_scores: torch.Tensor, tpr
     return float(fpr[np.argmax(tpr_curve >= tpr)])
 
 
-def auroc(positive_scores: torch.Tensor, negative_scores: torch.Tensor) -> float:
+@accepts_arrays
+def auroc(positive_scores: TensorOrArray, negative_scores: TensorOrArray) -> float:
     """Area under the ROC curve (ties count half), scikit-learn's roc_auc_score in float64."""
     scores, is_positive = _labelled(positive_scores, negative_scores)
     return float(roc_auc_score(is_positive, scores))
 
 
-def oscr(id_scores: torch.Tensor, id_correct: torch.Tensor, ood_scores: torch.Tensor) -> float:
+@accepts_arrays
+def oscr(id_scores: TensorOrArray, id_correct: TensorOrArray, ood_scores: TensorOrArray) -> float:
     """Open-set classification rate: area under CCR(t) = share of in-distribution samples classified
     correctly with score >= t, against FPR(t) = share of OOD samples with score >= t (trapezoid over the
     distinct thresholds, so tied scores count half, as in AUROC). Equals accuracy x AUROC of the correctly
@@ -64,8 +69,9 @@ def oscr(id_scores: torch.Tensor, id_correct: torch.Tensor, ood_scores: torch.Te
     return correct.double().mean().item() * auroc(id_scores[correct], ood_scores)
 
 
-def ood_metrics(id_scores: torch.Tensor, ood_scores: torch.Tensor,
-                id_correct: torch.Tensor | None = None) -> dict[str, float]:
+@accepts_arrays
+def ood_metrics(id_scores: TensorOrArray, ood_scores: TensorOrArray,
+                id_correct: TensorOrArray | None = None) -> dict[str, float]:
     """auroc, aupr_in, aupr_out, fpr95_id_positive, fpr95_ood_positive (and oscr given which
     in-distribution samples were classified correctly) for in-distribution vs OOD scores, computed by
     scikit-learn in float64."""

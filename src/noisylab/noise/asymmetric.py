@@ -41,8 +41,8 @@ class AsymmetricNoise(NoiseModel):
                 f"{_show_names(class_names)}. Map class ids to class ids, e.g. 'noise.class_map={{3:5,5:3}}'"
             )
 
-    def __call__(self, clean: np.ndarray, images: np.ndarray, class_ids: np.ndarray,
-                 positions: np.ndarray | None = None) -> np.ndarray:
+    def noisy(self, clean: np.ndarray, images: np.ndarray | None, class_ids: np.ndarray,
+              positions: np.ndarray | None) -> np.ndarray:
         position = {int(c): k for k, c in enumerate(class_ids)}
         # Pairs whose source or target class is held out (as OOD) do not apply.
         mapping = {position[s]: position[d] for s, d in self.class_map.items() if s in position and d in position}

@@ -69,8 +69,8 @@ class NoiseFromFile(NoiseModel):
                 f"noise=file: no file at {self.path}. Point noise.path at a run's noisy_labels.npz."
             )
 
-    def __call__(self, clean: np.ndarray, images: np.ndarray, class_ids: np.ndarray,
-                 positions: np.ndarray | None = None) -> np.ndarray:
+    def noisy(self, clean: np.ndarray, images: np.ndarray | None, class_ids: np.ndarray,
+              positions: np.ndarray | None) -> np.ndarray:
         saved = read_saved_labels(self.path)
         if saved.clean.shape != clean.shape or not np.array_equal(saved.clean, clean) \
                 or not np.array_equal(saved.class_ids, class_ids):

@@ -108,8 +108,8 @@ class HumanNoise(NoiseModel):
     def __repr__(self) -> str:
         return f"HumanNoise(label_set={self.label_set}, path={self.path})"
 
-    def __call__(self, clean: np.ndarray, images: np.ndarray | None, class_ids: np.ndarray,
-                 positions: np.ndarray | None = None) -> np.ndarray:
+    def noisy(self, clean: np.ndarray, images: np.ndarray | None, class_ids: np.ndarray,
+              positions: np.ndarray | None) -> np.ndarray:
         table = load_human_labels(self.path)
         key = LABEL_SETS[self.label_set]
         if key not in table:

@@ -24,13 +24,16 @@ class InstanceNoise(NoiseModel):
         super().__init__(rate=rate, seed=seed)
         self.std = float(std)
 
-    def __call__(self, clean: np.ndarray, images: np.ndarray | None, class_ids: np.ndarray,
-                 positions: np.ndarray | None = None) -> np.ndarray:
+    def noisy(self, clean: np.ndarray, images: np.ndarray | None, class_ids: np.ndarray,
+              positions: np.ndarray | None) -> np.ndarray:
         if images is None:
             raise ValueError(
-                "noise=instance needs the pixels of every training image, and this dataset is read from "
-                "files on demand; use noise=symmetric, asymmetric or none for it"
+                "noise=instance (InstanceNoise) needs the pixels of every training image, noise(clean, images) "
+                "with uint8 images (n, C, H, W), and none were given (a dataset read from files on demand has "
+                "none); use noise=symmetric, asymmetric or none for it"
             )
+        if len(images) != len(clean):
+            raise ValueError(f"InstanceNoise: {len(images)} images for {len(clean)} labels; give one image per label")
         num_classes = len(class_ids)
         rng = self.rng()
         n = len(clean)

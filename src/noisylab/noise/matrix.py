@@ -95,8 +95,8 @@ class MatrixNoise(NoiseModel):
                 "minus any held out as OOD)"
             )
 
-    def __call__(self, clean: np.ndarray, images: np.ndarray, class_ids: np.ndarray,
-                 positions: np.ndarray | None = None) -> np.ndarray:
+    def noisy(self, clean: np.ndarray, images: np.ndarray | None, class_ids: np.ndarray,
+              positions: np.ndarray | None) -> np.ndarray:
         k = len(class_ids)
         if self.num_classes != k:
             raise ValueError(f"{self.source}: {_size_problem(self.num_classes, class_ids, self._dataset_classes)}")

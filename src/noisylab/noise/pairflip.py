@@ -24,8 +24,8 @@ class PairFlipNoise(NoiseModel):
     Not the same as `noise=asymmetric`, whose maps name dataset class ids and flip floor(rate * n_i) samples.
     """
 
-    def __call__(self, clean: np.ndarray, images: np.ndarray, class_ids: np.ndarray,
-                 positions: np.ndarray | None = None) -> np.ndarray:
+    def noisy(self, clean: np.ndarray, images: np.ndarray | None, class_ids: np.ndarray,
+              positions: np.ndarray | None) -> np.ndarray:
         k = len(class_ids)
         if k < 2:
             raise ValueError(f"pair-flip noise needs at least 2 trained classes, got {k}; hold fewer classes out "

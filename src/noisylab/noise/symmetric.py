@@ -14,8 +14,8 @@ class SymmetricNoise(NoiseModel):
     rate*(K-1)/K), the realised rate here is the asked rate up to rounding.
     """
 
-    def __call__(self, clean: np.ndarray, images: np.ndarray, class_ids: np.ndarray,
-                 positions: np.ndarray | None = None) -> np.ndarray:
+    def noisy(self, clean: np.ndarray, images: np.ndarray | None, class_ids: np.ndarray,
+              positions: np.ndarray | None) -> np.ndarray:
         num_classes = len(class_ids)
         if num_classes < 2:
             raise ValueError("symmetric noise needs at least 2 classes")

@@ -72,7 +72,7 @@ RANGES: tuple[tuple[frozenset[str], tuple[float, float]], ...] = (
 # an uninterrupted one does), not what it trained.
 NOT_SETTING = (
     "seed", "paths.*", "hydra.*", "logger.*", "callbacks.*.dirpath", "trainer.default_root_dir", "data.root",
-    "ckpt_path", "resume",
+    "ckpt_path", "resume", "tags", "print_config",
 )  # fmt: skip
 # Columns of config groups come first, in this order (then other groups by name, then single config keys).
 GROUP_ORDER = ("experiment", "data", "model", "method", "loss", "noise")

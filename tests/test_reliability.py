@@ -230,7 +230,8 @@ def test_image_files_resume_exactly_at_and_within_an_epoch_whatever_the_workers(
 def test_mid_epoch_checkpoints_are_refused_where_a_resume_could_not_be_exact(tmp_path: Path) -> None:
     out = tmp_path / "run"
     with pytest.raises(ValueError, match="mid_epoch_checkpoint: DivideMix keeps state within an epoch"):
-        run(compose_config(out, ["method=dividemix", "callbacks.mid_epoch_checkpoint.every_n_minutes=30"]))
+        run(compose_config(out, ["method=dividemix", "method.warmup_epochs=1",
+                                 "callbacks.mid_epoch_checkpoint.every_n_minutes=30"]))
     assert not (out / "noisy_labels.npz").exists()
 
 

@@ -21,6 +21,8 @@ about (ConfigWarning). What is checked, and why here:
 - The loss config's head against its criterion and objective (the drainage loss takes the last output as the
   drainage node; every other loss reads all outputs as classes), from the classes' own attributes.
 - The trainer's accelerator and devices against this machine (trainer=gpu without CUDA).
+- A method whose own phase starts after a warm-up (DivideMix, InstanceGM: method.warmup_epochs) asked to train no
+  epoch past it: it would report plain training on the noisy labels under its own name.
 
 Class maps of asymmetric noise are checked where the dataset's classes are known (AsymmetricNoise.check_classes).
 """
@@ -52,7 +54,7 @@ class ConfigWarning(UserWarning):
 
 def check_config(cfg: DictConfig) -> None:
     """Raise ConfigError listing every problem of `cfg`, and warn about doubtful combinations."""
-    problems = [*_type_problems(cfg, ""), *_value_problems(cfg), *_trainer_problems(cfg)]
+    problems = [*_type_problems(cfg, ""), *_value_problems(cfg), *_trainer_problems(cfg), *_warmup_problems(cfg)]
     loss_problems, doubts = _loss_problems(cfg)
     problems += loss_problems
     if problems:
@@ -226,6 +228,15 @@ def _flag(key: str, value: Any) -> str | None:
     return None if isinstance(value, bool) else f"{key}={_show(value)}: must be true or false"
 
 
+def _validation_metric(key: str, value: Any) -> str | None:
+    """Early stopping, like model selection, watches a validation metric: stopping on a test metric tunes on
+    the test set."""
+    if isinstance(value, str) and value.startswith("val/"):
+        return None
+    return (f"{key}={_show(value)}: must be a validation metric (val/..., e.g. {key}=val/acc), never a test or "
+            "train metric")
+
+
 def _weight(key: str, value: Any) -> str | None:
     ok = _is_number(value) and value >= 0
     return None if ok else f"{key}={_show(value)}: must be a number >= 0, e.g. {key}=1e-4 (0 turns it off)"
@@ -263,6 +274,8 @@ def _seed(key: str, value: Any) -> str | None:
 VALUE_RULES: dict[str, Rule] = {
     "seed": _seed,
     "resume": _flag,
+    "print_config": _flag,
+    "callbacks.early_stopping.monitor": _validation_metric,
     "loss.l1": _weight,
     "data.val_size": _val_size,
     "trainer.max_epochs": _count("the number of epochs to train", 1, 30, {
@@ -283,6 +296,23 @@ def _value_problems(cfg: DictConfig) -> Iterator[str]:
         problem = rule(key, OmegaConf.select(cfg, key))
         if problem:
             yield problem
+
+
+# ------------------------------------------------------------------------------------------- warm-up
+def _warmup_problems(cfg: DictConfig) -> Iterator[str]:
+    """trainer.max_epochs <= method.warmup_epochs trains only the warm-up (the loss config on every noisy label,
+    no co-divide, no MixMatch), and its test would be reported as the method's. Refused, unless the run is not
+    tested (test_on=none): training the warm-up now and continuing with resume=true and more epochs later."""
+    warmup = OmegaConf.select(cfg, "method.warmup_epochs", default=None)
+    epochs = OmegaConf.select(cfg, "trainer.max_epochs", default=None)
+    if not (_is_whole(warmup) and _is_whole(epochs)) or epochs < 1 or epochs > warmup or cfg.get("test_on") == "none":
+        return
+    target = OmegaConf.select(cfg, "method._target_", default=None)
+    name = str(target).rsplit(".", 1)[-1] if target else "the method"
+    yield (f"trainer.max_epochs={epochs} <= method.warmup_epochs={warmup}: {name} would only run its warm-up (plain "
+           f"training with the loss config on the noisy labels) and report that as {name}. Train past the warm-up "
+           f"(e.g. trainer.max_epochs={warmup + max(warmup, 1)}) or shorten it (method.warmup_epochs={epochs - 1}); "
+           "to train only the warm-up now and continue later, give test_on=none, then resume=true with more epochs")
 
 
 # ------------------------------------------------------------------------------------------- trainer

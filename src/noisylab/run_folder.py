@@ -4,14 +4,16 @@ the folder holds, and files that must never be silently replaced."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import json
 import logging
 import os
+import re
 import socket
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,10 @@ FAILURE_FILE = "failed.json"
 RESUMABLE_CHANGES = ("trainer.max_epochs", "paths.", "logger.", "resume", "ckpt_path", "test_on",
                      "callbacks.progress_bar", "callbacks.lr_monitor", "callbacks.mid_epoch_checkpoint.",
                      "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
-                     "data.num_workers", "eval.plots")
+                     "callbacks.model_summary", "callbacks.epoch_log", "print_config", "tags",
+                     "data.num_workers", "data.root", "eval.plots")
+# Keys that describe this launch, not the run: a resume takes them from its own command line (given or default).
+PER_LAUNCH = ("resume", "ckpt_path", "test_on", "paths.")
 
 
 class RunFolderBusyError(FileExistsError):
@@ -113,6 +118,104 @@ def saved_run_config(checkpoint: Path) -> dict[str, Any]:
     return dict(read_checkpoint(checkpoint).get("hyper_parameters", {}).get("run_config") or {})
 
 
+def _matches(key: str, names: Collection[str]) -> bool:
+    """Whether dotted `key` is one of `names` or lies below one (`paths.` or `paths`: every key under paths)."""
+    return any(key == name.rstrip(".") or key.startswith(name if name.endswith(".") else f"{name}.") for name in names)
+
+
+_Path = tuple[Any, ...]
+_ABSENT = object()
+
+
+def _leaves(config: Any, path: _Path = ()) -> dict[_Path, Any]:
+    """Key path -> value of every leaf (a scalar, a list, an empty mapping); paths keep int keys as ints."""
+    if isinstance(config, Mapping) and config:
+        return {leaf: value for key, child in config.items() for leaf, value in _leaves(child, (*path, key)).items()}
+    return {path: config}
+
+
+def _dotted(path: _Path) -> str:
+    return ".".join(map(str, path))
+
+
+def _set_leaf(config: dict, path: _Path, value: Any) -> None:
+    node = config
+    for key in path[:-1]:
+        if not isinstance(node.get(key), dict):
+            node[key] = {}
+        node = node[key]
+    node[path[-1]] = copy.deepcopy(value)
+
+
+def _drop_leaf(config: dict, path: _Path) -> None:
+    """Remove the leaf at `path` and the mappings it leaves empty."""
+    nodes = [config]
+    for key in path[:-1]:
+        child = nodes[-1].get(key)
+        if not isinstance(child, dict):
+            return
+        nodes.append(child)
+    nodes[-1].pop(path[-1], None)
+    for depth in range(len(path) - 1, 0, -1):
+        if nodes[depth]:
+            break
+        nodes[depth - 1].pop(path[depth - 1], None)
+
+
+def _references(raw: Any) -> set[str]:
+    """The dotted keys an interpolation (`${trainer.max_epochs}`, `${oc.select:a.b,0}`) reads; empty otherwise."""
+    if not isinstance(raw, str) or "${" not in raw:
+        return set()
+    return {token for inner in re.findall(r"\$\{([^}]*)\}", raw) for token in re.findall(r"[A-Za-z_][\w.]*", inner)}
+
+
+def resume_config(saved: Mapping[str, Any], requested: Mapping[str, Any], requested_raw: Mapping[str, Any],
+                  baseline_raw: Mapping[str, Any] | None, named: Collection[str] = ()
+                  ) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+    """The config a resumed run trains with: the run's own, with what this command line gave.
+
+    `saved` is the run's resolved config (from its checkpoint), `requested` this command line's config resolved
+    and `requested_raw` unresolved; `baseline_raw` is the config composed without any command-line override, so a
+    key is *given* where the two differ (a value, a group choice, an experiment preset), and where the command
+    line names it or its group (`named`: `noise.rate`, `loss`), also with the default's value. None (no Hydra
+    command line, e.g. the library API) counts every key as given: the requested config must then match the run's.
+
+    Given keys and PER_LAUNCH keys come from the command line, every other key from the run. A key that follows
+    a given one by interpolation (cosine's `sched.T_max: ${trainer.max_epochs}`) and so would change with it
+    comes from the command line too, so that `check_resume_matches` names it. Returns (the config, [(key, value)
+    taken from the run where this command line's defaults differ]).
+    """
+    new, raw, run = _leaves(requested), _leaves(requested_raw), _leaves(saved)
+    base = _leaves(baseline_raw) if baseline_raw is not None else None
+
+    def given(path: _Path) -> bool:
+        name = _dotted(path)
+        return base is None or _matches(name, PER_LAUNCH) or _matches(name, named) \
+            or raw.get(path, _ABSENT) != base.get(path, _ABSENT)
+
+    paths = list(dict.fromkeys([*new, *run, *raw, *(base or {})]))
+    given_names = {_dotted(p) for p in paths if given(p) and not _matches(_dotted(p), PER_LAUNCH)}
+
+    def follows_given(path: _Path) -> bool:
+        return any(ref == name or name.startswith(f"{ref}.") or ref.startswith(f"{name}.")
+                   for ref in _references(raw.get(path)) for name in given_names)
+
+    effective = copy.deepcopy(dict(saved))
+    taken: list[tuple[str, Any]] = []
+    from_command_line = [p for p in paths if given(p) or (follows_given(p) and new.get(p, _ABSENT) != run.get(p))]
+    for path in from_command_line:  # removals first: a given leaf may replace a removed subtree (logger=[])
+        if path not in new:
+            _drop_leaf(effective, path)
+    for path in from_command_line:
+        if path in new:
+            _set_leaf(effective, path, new[path])
+    chosen = set(from_command_line)
+    for path in paths:
+        if path not in chosen and path in run and new.get(path, _ABSENT) != run[path]:
+            taken.append((_dotted(path), run[path]))
+    return effective, taken
+
+
 def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in config.items():
@@ -130,7 +233,7 @@ def config_differences(saved: Mapping[str, Any], requested: Mapping[str, Any]) -
     missing = object()
     differences = []
     for key in sorted(old.keys() | new.keys()):
-        if key.startswith(RESUMABLE_CHANGES) or key in RESUMABLE_CHANGES:
+        if _matches(key, RESUMABLE_CHANGES):
             continue
         before, after = old.get(key, missing), new.get(key, missing)
         if before != after:
@@ -139,13 +242,15 @@ def config_differences(saved: Mapping[str, Any], requested: Mapping[str, Any]) -
     return differences
 
 
-def check_resume_matches(checkpoint: Path, requested: Mapping[str, Any]) -> None:
+def check_resume_matches(checkpoint: Path, requested: Mapping[str, Any],
+                         saved: Mapping[str, Any] | None = None) -> None:
     """Refuse a resume whose config differs from the run's own beyond RESUMABLE_CHANGES, listing the keys.
 
-    A schedule whose horizon follows trainer.max_epochs (cosine's T_max) changes with it: continuing a run
-    with more epochs would then jump to another learning-rate curve, so that is called out by name.
+    `saved` is the run's config when already read from `checkpoint`. A schedule whose horizon follows
+    trainer.max_epochs (cosine's T_max) changes with it: continuing a run with more epochs would then jump to
+    another learning-rate curve, so that is called out by name.
     """
-    saved = saved_run_config(checkpoint)
+    saved = saved_run_config(checkpoint) if saved is None else saved
     if not saved:
         return  # a checkpoint from outside noisylab's training: nothing to compare
     differences = config_differences(saved, requested)
@@ -159,10 +264,11 @@ def check_resume_matches(checkpoint: Path, requested: Mapping[str, Any]) -> None
                 f"To train on with the run's schedule give sched.T_max={old_t_max}; for a longer schedule start a "
                 "new run.")
     raise ResumeMismatchError(
-        f"resume=true in {checkpoint.parent.parent}, but its run was trained with another configuration:\n{lines}\n"
-        f"Only {', '.join(k.rstrip('.') for k in RESUMABLE_CHANGES)} may change on resume. Give the run's own "
-        f"values (see {checkpoint.parent.parent / '.hydra' / 'overrides.yaml'}), or start a new run in another "
-        f"folder.{hint}"
+        f"resume=true in {checkpoint.parent.parent}, but this command line asks for another configuration than "
+        f"the run's:\n{lines}\nA resume trains with the run's own config (stored in its checkpoint): leave these "
+        f"keys out, or give the run's values. Only {', '.join(k.rstrip('.') for k in RESUMABLE_CHANGES)} may "
+        f"change on resume. For other values start a new run in another folder (ckpt_path={checkpoint} starts it "
+        f"from this run's weights).{hint}"
     )
 
 

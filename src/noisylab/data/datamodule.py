@@ -9,11 +9,12 @@ import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from noisylab.data.augment import BatchAugment
@@ -29,6 +30,13 @@ from noisylab.noise.labels import NoisyLabels
 from noisylab.utils.atomic import atomic_write_text
 
 OOD_GROUPS = ("near", "far", "other")
+# data.meta_size=auto (method=meta_weight_net): the paper's 1000 clean samples where they are at most
+# AUTO_META_FRACTION of the training set, else that fraction, so a small dataset keeps most of its samples to train.
+AUTO_META_SIZE = 1000
+AUTO_META_FRACTION = 0.1
+# Below this many validation samples val/acc moves by >0.2 points per sample (standard error >2 points): too
+# coarse to pick a checkpoint by, so the run says so.
+MIN_SELECTION_VAL = 500
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +73,9 @@ class NoisyLabelDataModule(L.LightningDataModule):
             in-distribution dataset (OpenOOD v1.5's grouping where it has one); the test reports each
             group's mean, never one mean over near and far sets together.
         meta_size: samples split off the training set *before* noise is applied, kept with their clean
-            labels as the meta set of meta-learning methods (Meta-Weight-Net); 0 = none.
+            labels as the meta set of meta-learning methods (Meta-Weight-Net); 0 = none; "auto" = the paper's
+            1000 where that is at most 10% of the training samples, else 10% (logged, and recorded in
+            metrics.json as data/meta_size).
         bad_images: image files that cannot be decoded while training or testing: "stop" (an error naming
             the file) or "skip" (the next image is used instead; each bad file is logged, and `bad_images`
             lists them for the run folder).
@@ -96,7 +106,7 @@ class NoisyLabelDataModule(L.LightningDataModule):
         ood: Mapping[str, HeldOutClasses | OODSet] | None = None,
         num_workers: int = 0,
         on_device: bool = True,
-        meta_size: int = 0,
+        meta_size: int | Literal["auto"] = 0,
         bad_images: str = "stop",
         ood_groups: Mapping[str, Sequence[str]] | None = None,
         exclude: str | None = None,
@@ -133,15 +143,18 @@ class NoisyLabelDataModule(L.LightningDataModule):
                              "-m data.num_folds=5 data.fold=0,1,2,3,4")
         self.num_folds, self.fold = int(num_folds), int(fold)
         self.cleaning_record: dict[str, object] = {}
+        self.setting_record: dict[str, object] = {}  # what build() decided from the data (see run_record)
         self.ood_groups = {group: list(names) for group, names in (ood_groups or {}).items()}
         unknown_groups = sorted(set(self.ood_groups) - set(OOD_GROUPS))
         if unknown_groups:
             raise ValueError(f"data.ood_groups has groups {unknown_groups}; the groups are {', '.join(OOD_GROUPS)}")
         self.num_workers = int(num_workers)
         self.on_device = bool(on_device)
-        if meta_size < 0:
-            raise ValueError(f"data.meta_size must be >= 0, got {meta_size}")
-        self.meta_size = int(meta_size)
+        if meta_size != "auto" and (isinstance(meta_size, str) or meta_size < 0):
+            raise ValueError(f"data.meta_size={meta_size}: must be a whole number of samples >= 0 or auto (the "
+                             f"paper's {AUTO_META_SIZE} where it is at most {AUTO_META_FRACTION:.0%} of the training "
+                             "set), e.g. data.meta_size=auto")
+        self.meta_size: int | Literal["auto"] = meta_size if meta_size == "auto" else int(meta_size)
         if bad_images not in BAD_IMAGE_MODES:
             raise ValueError(f"data.bad_images={bad_images!r}; choose one of {', '.join(BAD_IMAGE_MODES)}")
         self.bad_images_mode = bad_images
@@ -165,8 +178,7 @@ class NoisyLabelDataModule(L.LightningDataModule):
         self.image_shape = source.image_shape
         self.augment = BatchAugment(source.mean, source.std, **self.augment_kwargs)
 
-        holdout = self.ood_specs.get("holdout")
-        held = holdout.choose(source.num_classes) if holdout is not None else np.zeros(0, dtype=np.int64)
+        held = self._hold_out(source)
         class_ids = np.setdiff1d(np.arange(source.num_classes), held)
         to_contiguous = np.full(source.num_classes, -1, dtype=np.int64)
         to_contiguous[class_ids] = np.arange(len(class_ids))
@@ -177,8 +189,9 @@ class NoisyLabelDataModule(L.LightningDataModule):
                 stacklevel=2,
             )
         kept = np.flatnonzero(np.isin(source.train_labels, class_ids))
-        if self.meta_size:
-            kept, meta = self._split_meta(kept)
+        meta_size = self._meta_count(len(kept))
+        if meta_size:
+            kept, meta = self._split_meta(kept, meta_size)
             meta_labels = to_contiguous[source.train_labels[meta]]
             self.meta_set = source.dataset("train", meta, meta_labels, meta_labels, augment=True)
         clean = to_contiguous[source.train_labels[kept]]
@@ -228,6 +241,8 @@ class NoisyLabelDataModule(L.LightningDataModule):
             self.test_sets[f"ood/{HeldOutClasses.name}"] = source.dataset("test", test_out, unknown, unknown)
             self.test_source_index[f"ood/{HeldOutClasses.name}"] = test_out
         self._add_ood_sets(source)
+        self.setting_record["data/val_samples"] = len(self.val_set)
+        self._warn_small_validation(len(clean))
         # The validation split (temperature fitting) and the training split, un-augmented (noise
         # detection and drainage of mislabeled samples), evaluated after training.
         if self.num_folds:  # cross-validation: this fold's samples are predicted, not trained on
@@ -241,6 +256,52 @@ class NoisyLabelDataModule(L.LightningDataModule):
                                                  index=train_pos)
         self._set_bad_image_handling()
         return self.labels
+
+    @property
+    def run_record(self) -> dict[str, object]:
+        """What metrics.json records about the data: the held-out classes, the meta set's and the validation
+        split's sizes, and what data.exclude / data.relabel changed."""
+        return {**self.setting_record, **self.cleaning_record}
+
+    def _hold_out(self, source: ImageSource) -> np.ndarray:
+        """The source class ids held out as the OOD set `holdout` (none without ood.holdout), logged and recorded:
+        which classes a run held out defines its task, so it must be visible in every run."""
+        holdout = self.ood_specs.get("holdout")
+        if holdout is None:
+            return np.zeros(0, dtype=np.int64)
+        held = holdout.choose(source.num_classes)
+        names = [source.class_names[c] for c in held]
+        self.setting_record["data/holdout_classes"] = held.tolist()
+        self.setting_record["data/holdout_class_names"] = names
+        shown = ", ".join(str(c) if source.class_names[c] == str(c) else f"{c} ({source.class_names[c]})" for c in held)
+        log.info("held-out classes (OOD set holdout, not trained on): %s; %s", shown, holdout.describe())
+        return held
+
+    def _meta_count(self, n: int) -> int:
+        """The size of the clean meta set for `n` trainable samples; data.meta_size=auto sized from the data."""
+        size = AUTO_META_SIZE if self.meta_size == "auto" else self.meta_size
+        if self.meta_size == "auto" and AUTO_META_SIZE > AUTO_META_FRACTION * n:
+            size = int(round(AUTO_META_FRACTION * n))
+            log.info("data.meta_size=auto: %d clean meta samples (%.0f%% of the %d training samples); the paper's %d "
+                     "would leave %d to train on. Give data.meta_size=<count> to choose", size,
+                     100 * AUTO_META_FRACTION, n, AUTO_META_SIZE, max(n - AUTO_META_SIZE, 0))
+        if size:
+            self.setting_record["data/meta_size"] = size
+        return size
+
+    def _warn_small_validation(self, n_train: int) -> None:
+        """Say once (rank 0) when the validation split is too small to pick a checkpoint by val/acc."""
+        n_val = len(self.val_set)
+        if n_val >= MIN_SELECTION_VAL or rank_zero_only.rank != 0:
+            return
+        where = "the dataset's validation set" if self.val_labels_kind == "official_val" else \
+            f"data.val_size={self.val_size} of {n_train} training samples"
+        log.warning(
+            "the validation split has only %d samples (%s): val/acc moves %.2f points per sample (standard error up "
+            "to %.1f points), so best.ckpt (test_on=best), val/best_acc and hyperparameter searches select by noise. "
+            "Give a larger split (data.val_size=<count>, at least %d), test the last epoch (test_on=last), or "
+            "validate on clean labels (data.clean_val=true, an oracle)", n_val, where, 100 / n_val,
+            50 / np.sqrt(n_val), MIN_SELECTION_VAL)
 
     def _check_label_range(self, source: ImageSource) -> None:
         """Labels outside the source's classes would be dropped silently below (they are in no class to keep);
@@ -327,12 +388,13 @@ class NoisyLabelDataModule(L.LightningDataModule):
         chosen[order[self.fold::self.num_folds]] = True
         return train_pos[~chosen], train_pos[chosen]
 
-    def _split_meta(self, kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(rest, meta): a seeded random subset of the training samples for the clean meta set."""
-        if self.meta_size >= len(kept):
-            raise ValueError(f"data.meta_size={self.meta_size} is not smaller than the training set ({len(kept)})")
+    def _split_meta(self, kept: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rest, meta): a seeded random subset of `size` training samples for the clean meta set."""
+        if size >= len(kept):
+            raise ValueError(f"data.meta_size={size} is not smaller than the training set ({len(kept)} samples); "
+                             "give a smaller count or data.meta_size=auto")
         order = np.random.default_rng([self.split_seed, 1]).permutation(len(kept))
-        return np.sort(kept[order[self.meta_size:]]), np.sort(kept[order[: self.meta_size]])
+        return np.sort(kept[order[size:]]), np.sort(kept[order[:size]])
 
     # ------------------------------------------------------------------ facts for the model
     @property
@@ -419,7 +481,7 @@ class NoisyLabelDataModule(L.LightningDataModule):
         """Shuffled batches of the clean meta set; each pass's shuffle depends on (seed, pass_number()) only,
         so a resumed run draws the same meta batches."""
         if self.meta_set is None:
-            raise ValueError("this method needs a clean meta set: set data.meta_size (e.g. 1000)")
+            raise ValueError("this method needs a clean meta set: set data.meta_size (e.g. data.meta_size=auto)")
         batched = isinstance(self.meta_set, IndexedTensorDataset)
         sampler = EpochPermutationSampler(len(self.meta_set), seed, pass_number)
         return EpochSeededDataLoader(self.meta_set, batch_size=min(batch_size, len(self.meta_set)), sampler=sampler,

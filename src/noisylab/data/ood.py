@@ -21,16 +21,27 @@ from noisylab.data.source import ImageSource
 class HeldOutClasses:
     """Removes some classes from training; their test images become the OOD set `holdout`.
 
-    Give `classes` explicitly, or leave it empty and `num_classes` are drawn with `seed`
-    (averaging over seeds then averages over splits, as in the drainage paper).
+    Give `classes` explicitly, or leave it empty and `num_classes` are drawn. The draw is fixed by default
+    (`seed=None`: the same classes for every training seed), so "mean +- std over seeds" is over one task;
+    `seed=<int>` picks another fixed draw, and `seed=${seed}` (ood.holdout.seed) draws them per training
+    seed, averaging over splits as in the drainage paper.
     """
 
     name = "holdout"
+    FIXED_DRAW = 0  # the seed of the default draw (the classes the digits demo has always held out)
 
-    def __init__(self, classes: Sequence[int] | None = None, num_classes: int = 2, seed: int = 0) -> None:
+    def __init__(self, classes: Sequence[int] | None = None, num_classes: int = 2, seed: int | None = None) -> None:
         self.classes = None if classes is None else sorted(int(c) for c in classes)
         self.num_classes = int(num_classes)
-        self.seed = int(seed)
+        self.seed = None if seed is None else int(seed)
+
+    def describe(self) -> str:
+        """How the classes were chosen, as the config says it (for the run's log line)."""
+        if self.classes is not None:
+            return "ood.holdout.classes"
+        if self.seed is None:
+            return "the fixed default draw, the same for every seed (ood.holdout.seed=null)"
+        return f"drawn with ood.holdout.seed={self.seed}"
 
     def choose(self, total_classes: int) -> np.ndarray:
         """The sorted ids of the held-out classes, validated against the dataset's class count."""
@@ -42,7 +53,10 @@ class HeldOutClasses:
                 raise ValueError(f"ood.holdout.classes {bad} are not classes of this dataset (0..{total_classes - 1})")
             chosen = np.array(self.classes, dtype=np.int64)
         else:
-            rng = np.random.default_rng(self.seed)
+            if not 0 < self.num_classes <= total_classes - 2:
+                raise ValueError(f"ood.holdout.num_classes={self.num_classes}: the dataset has {total_classes} "
+                                 "classes; hold out at least 1 class and keep at least 2")
+            rng = np.random.default_rng(self.FIXED_DRAW if self.seed is None else self.seed)
             chosen = np.sort(rng.choice(total_classes, size=self.num_classes, replace=False))
         if total_classes - len(chosen) < 2 or len(chosen) == 0:
             raise ValueError(

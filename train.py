@@ -1,13 +1,15 @@
 """Train a classifier under label noise: `python train.py [group=option ...] [key=value ...]`.
 
-See README.md; the configuration lives in conf/ (start with conf/train.yaml).
+See README.md; the configuration lives in conf/ (start with conf/train.yaml). Only Hydra and light modules are
+imported here: `--help`, `--cfg job` and tab completion answer without loading torch and Lightning.
 """
+
+import sys
 
 import hydra
 from omegaconf import DictConfig
 
-from noisylab.cli import report_user_errors, run_sweep_job
-from noisylab.train import run
+from noisylab.cli import report_user_errors, require_plugins, run_sweep_job
 from noisylab.utils.sweep import check_optimized_metric, optimized_value
 
 
@@ -20,6 +22,11 @@ def main(cfg: DictConfig) -> float | None:
     job; the sweep ends with a summary and a non-zero status when any job failed."""
     metric = cfg.get("optimized_metric")
     check_optimized_metric(metric)  # before training: never a test metric
+    from noisylab.quiet import quiet_lightning
+
+    quiet_lightning()
+    from noisylab.train import run
+
     metrics = run_sweep_job(cfg, run)
     if metrics is None:
         return float("nan") if metric is not None else None  # the sweeper marks this trial failed
@@ -27,4 +34,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    require_plugins(sys.argv[1:])  # Hydra would fail on a missing sweeper or launcher without naming the extra
     main()

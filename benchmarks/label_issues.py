@@ -79,7 +79,8 @@ def cifar10n_root(shared: Path, scratch: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", choices=sorted(NOISES), default="mnist")
-    parser.add_argument("--root", default=str(SHARED), help="the shared data folder: MNIST/raw, or cifar10/ and cifar-n/ for --data cifar10n")
+    parser.add_argument("--root", default=str(SHARED),
+                        help="the shared data folder: MNIST/raw, or cifar10/ and cifar-n/ for --data cifar10n")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batches", type=int, default=100, help="training batches of 128 per epoch")
     parser.add_argument("--folds", type=int, default=3)

@@ -79,7 +79,8 @@ def test_cleanlab_on_a_cifar10_fixture_with_held_out_classes(tmp_path: Path) -> 
     write_cifar10(tmp_path / "data", n_per_batch=60, n_test=60)
     sweep = tmp_path / "sweep"
     run_train(["-m", "data=cifar10", f"data.root={tmp_path / 'data'}", "model=small_cnn", "ood=holdout",
-               "noise=symmetric", "noise.rate=0.3", "data.val_size=0.1", "data.num_folds=2", "data.fold=0,1", "eval.plots=false",
+               "noise=symmetric", "noise.rate=0.3", "data.val_size=0.1", "data.num_folds=2", "data.fold=0,1",
+               "eval.plots=false",
                f"hydra.sweep.dir={sweep}", "trainer.max_epochs=1", "callbacks.progress_bar=null",
                "trainer.enable_model_summary=false"], cwd=tmp_path, timeout=600)
     source = load_cifar10(tmp_path / "data")
@@ -91,7 +92,7 @@ def test_cleanlab_on_a_cifar10_fixture_with_held_out_classes(tmp_path: Path) -> 
             rows = _rows(sweep / str(fold) / "samples" / name)
             index = np.array([int(r["index"]) for r in rows])
             clean = np.array([int(r["clean_label"]) for r in rows])
-            np.testing.assert_array_equal(clean, source.train_labels[index])  # the row's label is its image's
+            np.testing.assert_array_equal(clean, source.train_labels[index])  # each row's label is its image's
             assert not held & set(clean.tolist())
     issues_main(["--cleanlab", str(sweep)])
     folds = [_rows(sweep / str(k) / "samples" / "fold.csv") for k in range(2)]

@@ -12,12 +12,15 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+import yaml
+from hydra import compose
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate, to_absolute_path
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from noisylab.config_checks import check_config
 from noisylab.data import NoisyLabelDataModule
@@ -31,13 +34,17 @@ from noisylab.run_folder import (
     clear_failure,
     finished_metrics,
     record_noisy_labels,
+    resume_config,
     run_folder_lock,
+    saved_run_config,
 )
 from noisylab.utils.atomic import atomic_write_text
 from noisylab.utils.checkpoints import AtomicCheckpointIO, check_mid_epoch_support
+from noisylab.utils.config_tree import print_config_tree, save_config_tree
 from noisylab.utils.ddp import release_distributed
 from noisylab.utils.hydra_callbacks import restore_hydra_record
 from noisylab.utils.loggers import check_logger_packages, finish_loggers
+from noisylab.utils.tags import run_tags, tagged_logger_configs
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +113,8 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
     """The Trainer, with checkpoints saved atomically. Built before any file is written: a trainer setting
     Lightning refuses (no GPU for trainer=gpu, an unknown precision) stops the run with nothing changed."""
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    logger_cfg = tagged_logger_configs(cfg.get("logger"), run_tags(cfg.get("tags")))  # W&B and MLflow take tags
+    loggers = [instantiate(c) for c in (logger_cfg or {}).values() if c is not None]
     plugins = [AtomicCheckpointIO(), *(instantiate(cfg.trainer.get("plugins")) or [])]
     try:
         return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins)
@@ -124,7 +132,10 @@ def _best_checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
 def _test_checkpoint(cfg: DictConfig, trainer: L.Trainer) -> str | None:
     """best (by val/acc, the default), last (the last epoch's last.ckpt), or None for the weights in memory."""
     best = _best_checkpoint_callback(trainer)
-    if cfg.test_on == "best" and best is not None and best.best_model_path:
+    own = Path(cfg.paths.output_dir).resolve()
+    # A ckpt_path= run that trains no further epoch still holds the other run's best_model_path: not ours.
+    if (cfg.test_on == "best" and best is not None and best.best_model_path
+            and Path(best.best_model_path).resolve().is_relative_to(own)):
         return best.best_model_path
     last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     if cfg.test_on == "last" and last.is_file():
@@ -141,7 +152,7 @@ def _run_summary(trainer: L.Trainer, tested: str | None, datamodule: NoisyLabelD
         name = "val/best_acc" if checkpoint.monitor == "val/acc" else f"{checkpoint.monitor}/best"
         summary[name] = float(checkpoint.best_model_score)
     summary["tested_checkpoint"] = tested
-    summary.update(datamodule.cleaning_record)  # what data.exclude / data.relabel changed, and from which file
+    summary.update(datamodule.run_record)  # held-out classes, meta/val sizes, what data.exclude / relabel changed
     return summary
 
 
@@ -165,6 +176,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.test_on not in ("best", "last", "none"):
         raise ValueError(f"test_on must be best, last or none, got {cfg.test_on!r}")
     check_logger_packages(cfg.get("logger"))
+    run_tags(cfg.get("tags"))  # a tags= value that is no list of words is refused before anything is built
+    print_config_tree(cfg)  # print_config=true: the composed config as a tree (rank 0)
     output_dir = Path(cfg.paths.output_dir)
     lock = run_folder_lock(output_dir) if rank_zero_only.rank == 0 else contextlib.nullcontext()
     try:
@@ -175,11 +188,64 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise
 
 
+def _override_key(override: str) -> str:
+    """`+data.root=x` -> `data.root`."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _adopt_run_config(cfg: DictConfig, checkpoint: Path, output_dir: Path) -> None:
+    """Turn `cfg`, in place, into the config of the run being resumed: the one stored in its checkpoint (the
+    source of truth: Hydra rewrote <run>/.hydra for this launch), with the keys this command line gave.
+
+    So `resume=true hydra.run.dir=<run>` needs no override retyped. A key given here that differs from the
+    run's and may not change on resume is refused with the list (ResumeMismatchError); keys that follow this
+    launch (paths, test_on) come from it. The run's .hydra record is put back and its config.yaml and
+    overrides.yaml updated to what the resumed run trains with (rank 0)."""
+    saved = saved_run_config(checkpoint)
+    if not saved:  # a checkpoint from outside noisylab's training: nothing to adopt or compare
+        return
+    requested = OmegaConf.to_container(cfg, resolve=True)
+    hydra_run = HydraConfig.initialized() and GlobalHydra.instance().is_initialized()
+    launch = list(HydraConfig.get().overrides.task) if hydra_run else []
+    # The config without this command line's overrides: a key differing from it was given here.
+    baseline = OmegaConf.to_container(compose(HydraConfig.get().job.config_name), resolve=False) if hydra_run \
+        else None
+    effective, taken = resume_config(saved, requested, OmegaConf.to_container(cfg, resolve=False), baseline,
+                                     named={_override_key(o) for o in launch})
+    check_resume_matches(checkpoint, effective, saved)
+    with open_dict(cfg):
+        for key in [k for k in cfg if k not in effective]:
+            del cfg[key]
+        for key, value in effective.items():
+            cfg[key] = value
+    try:
+        check_config(cfg)  # e.g. the run's method.warmup_epochs against the trainer.max_epochs given now
+    except ValueError:
+        restore_hydra_record(output_dir)  # refused: the folder's record stays the run's
+        raise
+    if taken:
+        shown = ", ".join(f"{key}={value}" for key, value in taken[:12]) + (
+            f" and {len(taken) - 12} more" if len(taken) > 12 else "")
+        log.info("resume=true: %s continues with its own config (stored in %s); from the run, not this command "
+                 "line's defaults: %s", output_dir, checkpoint.name, shown)
+    hydra_dir = output_dir / ".hydra"
+    if not hydra_run or rank_zero_only.rank != 0 or not hydra_dir.is_dir():
+        return
+    restore_hydra_record(output_dir)  # the run's own hydra.yaml (its config group choices) and overrides.yaml
+    atomic_write_text(hydra_dir / "config.yaml", OmegaConf.to_yaml(cfg))
+    overrides_file = hydra_dir / "overrides.yaml"
+    original = (yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else None) or []
+    given = {_override_key(o) for o in launch}
+    merged = [o for o in original if _override_key(o) not in given] + launch
+    atomic_write_text(overrides_file, yaml.safe_dump(merged, default_flow_style=False))
+
+
 def _resume_point(cfg: DictConfig, output_dir: Path) -> tuple[Path | None, dict[str, Any] | None]:
-    """(checkpoint to continue from, metrics of an already finished run to return instead of training)."""
+    """(checkpoint to continue from, metrics of an already finished run to return instead of training).
+    Resuming makes `cfg` the run's own config (see _adopt_run_config)."""
     resume_from = checkpoint_to_resume(cfg.ckpt_path, cfg.resume, output_dir, start_if_missing=_job_of_a_sweep())
     if cfg.resume and resume_from is not None:
-        check_resume_matches(resume_from, OmegaConf.to_container(cfg, resolve=True))
+        _adopt_run_config(cfg, resume_from, output_dir)
         done = finished_metrics(output_dir, cfg.trainer.max_epochs)
         if done is not None:  # re-running a sweep with resume=true skips its finished jobs
             log.info("%s already finished %s epochs (metrics.json): nothing to resume", output_dir, done["epochs"])
@@ -209,6 +275,7 @@ def _run_in_locked_folder(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     if rank_zero_only.rank == 0:
         clear_failure(output_dir)
         record_noisy_labels(labels, output_dir / "noisy_labels.npz")
+        save_config_tree(cfg, output_dir)  # <run>/config_tree.log, with print_config=true
         if cfg.eval.get("plots", True):
             from noisylab import plots
 
@@ -232,6 +299,7 @@ def _run_in_locked_folder(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         finish_loggers(trainer.loggers, status)  # each job of a multirun ends its own logger run (W&B)
         release_distributed(trainer.strategy)
     metrics.update(_run_summary(trainer, tested, datamodule))
+    metrics["tags"] = run_tags(cfg.get("tags"))
     if method.evaluator.default_score is not None:
         metrics["default_score"] = method.evaluator.default_score
     if trainer.is_global_zero and (skipped := datamodule.write_bad_images(output_dir / "bad_images.txt")):
@@ -240,5 +308,5 @@ def _run_in_locked_folder(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         metrics["data/bad_images_skipped"] = skipped
     if trainer.is_global_zero:
         atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        print_metrics(metrics, title=f"noisylab results ({output_dir})")
+        print_metrics(metrics, title="noisylab results", location=output_dir, log_file=output_dir / "train.log")
     return metrics

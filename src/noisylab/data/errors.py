@@ -24,7 +24,7 @@ class DatasetNotFoundError(FileNotFoundError):
             f"Dataset '{name}' not found: looked in {self.looked_in.resolve()}\n"
             f"Expected layout:\n{layout}\n"
             "To fix: put the files there, or point the config at them with data.root=/path/to/datasets "
-            "(or the NOISYLAB_DATA_ROOT environment variable)"
+            "(train.py and eval.py alike; for train.py also the NOISYLAB_DATA_ROOT environment variable)"
         )
         if how_to_get:
             message += f", or {how_to_get}"

@@ -10,12 +10,9 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from noisylab.errors import NonFiniteLossError
 from noisylab.methods.evaluation import TestSetEvaluator
 from noisylab.models.classifier import Classifier
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN/inf loss; the checkpoints written so far are kept untouched."""
 
 
 class StandardMethod(L.LightningModule):

@@ -23,15 +23,12 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from noisylab.errors import CheckpointWriteError
 from noisylab.utils.atomic import atomic_save
 
 log = logging.getLogger(__name__)
 
 RESUMABLE = ("mid_epoch.ckpt", "last.ckpt", "best.ckpt")  # preferred first when equally far along
-
-
-class CheckpointWriteError(OSError):
-    """A checkpoint could not be written (full disk, permissions); the previous file is intact."""
 
 
 class DamagedCheckpointError(ValueError):

@@ -16,7 +16,6 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from noisylab.run_folder import FAILURE_FILE
 from noisylab.utils.atomic import atomic_write_bytes
 
 _RECORDS: dict[Path, dict[str, bytes]] = {}  # run folder -> its .hydra files as they were before this process
@@ -53,6 +52,8 @@ class RunFolderRecord(Callback):
 
 
 def _recorded_failure(job: Path) -> str:
+    from noisylab.run_folder import FAILURE_FILE  # here: Hydra loads this module before Lightning is quieted
+
     try:
         failure = json.loads((job / FAILURE_FILE).read_text())
         return f"{failure['error']}: {failure['message']}"
@@ -65,6 +66,8 @@ class SweepSummary(Callback):
     exits with status 1 when any failed, so scripts and CI see it."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from noisylab.run_folder import FAILURE_FILE
+
         sweep = Path(config.hydra.sweep.dir)
         jobs = sorted((p for p in sweep.iterdir() if (p / ".hydra").is_dir()), key=lambda p: (len(p.name), p.name))
         failed = [job for job in jobs if job.resolve() in FAILED_JOBS or (job / FAILURE_FILE).is_file()]

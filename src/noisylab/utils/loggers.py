@@ -10,6 +10,8 @@ from typing import Any
 
 from lightning.pytorch.loggers import Logger, WandbLogger
 
+from noisylab.errors import MissingLoggerPackageError
+
 log = logging.getLogger(__name__)
 
 # Logger class -> (modules any of which provides it, the noisylab extra that installs it).
@@ -18,10 +20,6 @@ OPTIONAL_LOGGERS: dict[str, tuple[tuple[str, ...], str]] = {
     "WandbLogger": (("wandb",), "wandb"),
     "MLFlowLogger": (("mlflow",), "mlflow"),
 }
-
-
-class MissingLoggerPackageError(ImportError):
-    """A configured logger's package is not installed; the message names the pip command."""
 
 
 def check_logger_packages(logger_cfg: Mapping[str, Any] | None) -> None:

@@ -10,8 +10,10 @@ noise; the noisy labels are the same for every detector, a function of the seed)
   and its find_label_issues set;
 - the retrain: drainage's top suspects (as many as its threshold selects: p_d >= 0.5) dropped with
   data.exclude, the same run again; test accuracy before and after.
-Detection is measured on the samples each detector scored (cleanlab: the training split, out of sample;
-the others: the training and validation splits, in sample, as a user would run them).
+Detection is measured on the same samples for every detector: the training split (the validation split
+is the same for every run and fold; DivideMix's GMM and cleanlab score only the training split), in sample
+for drainage, CE and DivideMix, out of sample for cleanlab. The retrain drops the suspects of a user's
+default `noisylab-issues <run>` (both splits). A rerun with the same --out reuses finished runs.
 
     python benchmarks/label_issues.py                          # MNIST from ../shared/data
     python benchmarks/label_issues.py --data cifar10n          # CIFAR-10N worst (builds CIFAR-10 first)
@@ -53,14 +55,18 @@ def run(args: list[str], cwd: Path = REPO) -> float:
 
 
 def train(common: list[str], extra: list[str], where: Path, multirun: bool = False) -> float:
+    """Seconds the run took (NaN: finished by an earlier call of this script, in the same --out, and reused)."""
+    done = list(where.glob("*/metrics.json")) if multirun else [where / "metrics.json"]
+    if all(path.is_file() for path in done) and done:
+        return float("nan")
     folder = f"hydra.sweep.dir={where}" if multirun else f"hydra.run.dir={where}"
     return run([sys.executable, str(REPO / "train.py"), *(["-m"] if multirun else []), *common, *extra, folder,
                 "callbacks.progress_bar=null", "trainer.enable_model_summary=false", "eval.plots=false"])
 
 
-def issues(target: Path, *options: str) -> dict:
-    run([sys.executable, "-m", "noisylab.issues", str(target), *options])
-    out = target / "confident_learning" / "issues" if "--cleanlab" in options else target / "issues"
+def issues(target: Path, *options: str, out: Path | None = None) -> dict:
+    run([sys.executable, "-m", "noisylab.issues", str(target), *options, *(["--out", str(out)] if out else [])])
+    out = out or (target / "confident_learning" / "issues" if "--cleanlab" in options else target / "issues")
     return json.loads((out / "issues_summary.json").read_text())
 
 
@@ -101,14 +107,15 @@ def main() -> None:
         for name, args in DETECTORS.items():
             where = out / slug / name
             seconds = train(common, [*noise_args, *args], where)
-            found = issues(where)
-            for score, auroc in found["auroc"].items():
-                own = score == found["score"]
-                print(f"| {noise} | {name} | {score} | {auroc:.4f} | "
-                      f"{found['precision_at_noise_rate'] if own else float('nan'):.4f} | "
-                      f"{found['suspects'] if own else ''} | {found['precision_at_k'] if own else float('nan'):.4f} | "
+            scores = issues(where, "--split", "train", out=where / "issues_train")["auroc"]
+            for score in scores:  # every score the run wrote, each ranked on its own
+                found = issues(where, "--split", "train", "--score", score,
+                               out=where / "issues_train" / score.removeprefix("suspicion/"))
+                print(f"| {noise} | {name} | {score} | {found['auroc'][score]:.4f} | "
+                      f"{found['precision_at_noise_rate']:.4f} | {found['suspects']} | {found['precision_at_k']:.4f} | "
                       f"{seconds:.0f} |")
             if name == "drainage":
+                found = issues(where)  # a user's default: both splits, p_d >= 0.5
                 before = json.loads((where / "metrics.json").read_text())["test/acc"]
                 again = out / slug / "drainage_cleaned"
                 train(common, [*noise_args, *args, f"data.exclude={where / 'issues' / 'exclude.csv'}"], again)

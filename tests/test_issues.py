@@ -270,3 +270,27 @@ def test_precision_at_the_noise_rate_is_the_runs_own_metric() -> None:
         noisy = rng.random(200) < 0.3
         want = run_version(torch.from_numpy(scores), torch.from_numpy(noisy))
         assert cli_version(scores, noisy) == pytest.approx(want, abs=1e-12)
+
+
+def test_a_score_left_empty_on_a_split_ranks_those_samples_last(tmp_path, capsys):
+    """DivideMix's GMM scores only the training split: its column is empty on validation rows, as the run
+    writes it. Those samples rank last (with a note), and --split train ranks the scored ones alone."""
+    run = make_run(tmp_path / "run")
+    path = run / "samples" / "train.csv"
+    rows = read_csv(path)
+    for row in rows:
+        row["suspicion/p_d"] = "" if row["split"] == "val" else row["suspicion/p_d"]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=HEADER)
+        writer.writeheader()
+        writer.writerows(rows)
+    assert main([str(run), "--top", "8"]) == 0
+    assert "2 sample(s) without a p_d score rank last" in capsys.readouterr().err
+    ranked = [int(r["index"]) for r in read_csv(run / "issues" / "label_issues.csv")]
+    assert ranked == [i for i in BY_P_D if i not in (12, 9)] + [9, 12]  # the unscored last, by index
+    assert main([str(run), "--split", "train", "--out", str(tmp_path / "train")]) == 0
+    s = summary(tmp_path / "train")
+    train = [r for r in ROWS if r[1] == "train"]
+    assert s["samples"] == len(train)
+    expected = roc_auc_score([r[2] != r[3] for r in train], [r[6] for r in train])
+    assert s["auroc"]["suspicion/p_d"] == pytest.approx(expected)

@@ -154,7 +154,8 @@ def read_samples(path: Path) -> Samples:
         clean_label=parse("clean_label", int, empty=-1), clean_class=text("clean_class"),
         predicted_label=parse("predicted_label", int), predicted_class=text("predicted_class"),
         p_given=parse("p_given", float),
-        scores={c.removeprefix(SCORE_PREFIX): parse(c, float) for c in score_columns},
+        # a method scores only the samples it ranks (DivideMix's GMM: the training split): empty cells are NaN
+        scores={c.removeprefix(SCORE_PREFIX): parse(c, float, empty=np.nan) for c in score_columns},
     )  # fmt: skip
     bad_splits = sorted(set(samples.split) - {"train", "val"})
     if bad_splits:

@@ -126,7 +126,8 @@ def main() -> None:
         seconds = train(common, [*noise_args, "loss=ce", f"data.num_folds={opts.folds}",
                                  f"data.fold={','.join(map(str, range(opts.folds)))}"], folds, multirun=True)
         found = issues(folds, "--cleanlab")
-        print(f"| {noise} | cleanlab ({opts.folds} folds of CE) | cleanlab | {found['auroc']['cleanlab']:.4f} | "
+        print(f"| {noise} | cleanlab ({opts.folds} folds of CE) | suspicion/cleanlab | "
+              f"{found['auroc']['suspicion/cleanlab']:.4f} | "
               f"{found['precision_at_noise_rate']:.4f} | {found['suspects']} | {found['precision_at_k']:.4f} | "
               f"{seconds:.0f} |")
     print("\nOne clean-and-retrain round: drainage's suspects (p_d >= 0.5) dropped, the same run again\n")

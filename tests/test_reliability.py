@@ -24,7 +24,7 @@ import yaml
 
 from noisylab.run_folder import run_folder_lock
 from noisylab.train import run
-from noisylab.utils.atomic import atomic_write_bytes
+from noisylab.utils.atomic import atomic_write_bytes, remove_torn_temporaries
 from noisylab.utils.checkpoints import (
     AtomicCheckpointIO,
     CheckpointWriteError,
@@ -102,6 +102,15 @@ def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
         io.save_checkpoint({**_checkpoint(4), "bad": _Unpicklable()}, target)
     assert _load(target)["global_step"] == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no temporary file left
+
+
+def test_only_the_temporaries_of_unfinished_atomic_writes_are_removed(tmp_path: Path) -> None:
+    atomic_write_bytes(tmp_path / "last.ckpt", b"saved")
+    torn = tmp_path / ".last.ckpt.abc123.tmp"
+    torn.write_bytes(b"half")
+    (tmp_path / "notes.tmp").write_text("a user's file")  # not one of ours: no leading dot
+    assert remove_torn_temporaries(tmp_path) == [torn]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "notes.tmp"]
 
 
 def test_atomic_write_keeps_file_permissions_like_a_plain_write(tmp_path: Path) -> None:

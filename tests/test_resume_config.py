@@ -80,8 +80,11 @@ def test_resume_needs_no_override_retyped_and_refuses_a_differing_one(tmp_path: 
     assert "GeneralizedCrossEntropy" in refused.stderr and "leave these keys out" in refused.stderr
     assert "loss=ce" in yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())  # the record is the run's
 
+    torn = run / "checkpoints" / ".last.ckpt.k_x91eun.tmp"  # what a kill -9 during a save leaves
+    torn.write_bytes(b"half a checkpoint")
     proc = run_train(["resume=true", f"hydra.run.dir={run}", "trainer.max_epochs=2", *display], cwd=tmp_path)
     output = proc.stdout + proc.stderr
+    assert not torn.exists() and f"removed {torn}" in output
     assert "continues with its own config" in output and "noise.rate=0.2" in output
     last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     trained = last["hyper_parameters"]["run_config"]

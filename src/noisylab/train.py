@@ -38,7 +38,7 @@ from noisylab.run_folder import (
     run_folder_lock,
     saved_run_config,
 )
-from noisylab.utils.atomic import atomic_write_text
+from noisylab.utils.atomic import atomic_write_text, remove_torn_temporaries
 from noisylab.utils.checkpoints import AtomicCheckpointIO, check_mid_epoch_support
 from noisylab.utils.config_tree import print_config_tree, save_config_tree
 from noisylab.utils.ddp import release_distributed
@@ -244,6 +244,10 @@ def _resume_point(cfg: DictConfig, output_dir: Path) -> tuple[Path | None, dict[
     """(checkpoint to continue from, metrics of an already finished run to return instead of training).
     Resuming makes `cfg` the run's own config (see _adopt_run_config)."""
     resume_from = checkpoint_to_resume(cfg.ckpt_path, cfg.resume, output_dir, start_if_missing=_job_of_a_sweep())
+    if cfg.resume and rank_zero_only.rank == 0:  # the other ranks start while rank 0 may already be saving
+        for folder in (output_dir, output_dir / "checkpoints"):
+            for torn in remove_torn_temporaries(folder):
+                log.info("removed %s, the unfinished save of the killed run", torn)
     if cfg.resume and resume_from is not None:
         _adopt_run_config(cfg, resume_from, output_dir)
         done = finished_metrics(output_dir, cfg.trainer.max_epochs)

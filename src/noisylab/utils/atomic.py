@@ -54,6 +54,19 @@ def atomic_save(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]
         write(f)
 
 
+def remove_torn_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that a killed `atomic_open` left in `folder` (`.<name>.<random>.tmp`) and
+    return them. Such a file never replaced its target, so it holds nothing the run needs; a resumed run calls
+    this so that a kill during a save leaves no litter behind."""
+    removed = []
+    for tmp in sorted(Path(folder).glob(".*.tmp")):
+        if tmp.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,18 +12,48 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from tests.forked_runs import ForkedRuns
+
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
-# Fewer epochs, no progress bar, no model summary: the same code path, less time and noise.
-QUICK = ["trainer.max_epochs=2", "callbacks.progress_bar=null", "trainer.enable_model_summary=false"]
 
 
-def run_train(args: list[str], cwd: Path, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
-    """`python train.py ARGS` in `cwd`; fails the test with the output when it fails and `check` is set."""
-    proc = subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+def _share_the_cores() -> None:
+    """One thread pool per xdist worker, sized to its share of the cores, for this process and every train.py
+    it starts. torch otherwise gives each process a thread per core: 2 workers x 2 threads on 2 cores made
+    two concurrent 5-epoch runs take 33 s instead of 10.5 s (benchmarks/README.md, "Fixed costs")."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, threads)
+    if "torch" in sys.modules:  # already imported (it reads the variable once): set it directly
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+_share_the_cores()
+
+# Fewer epochs, no progress bar, no model summary, no figures (tests/test_evaluation.py and test_plots.py
+# check those): the same code path, less time and noise.
+QUICK = ["trainer.max_epochs=2", "callbacks.progress_bar=null", "trainer.enable_model_summary=false",
+         "eval.plots=false"]
+
+
+_FORKED_RUNS = ForkedRuns()
+
+
+def run_train(args: list[str], cwd: Path, timeout: float = 300, check: bool = True,
+              fresh: bool = False) -> subprocess.CompletedProcess:
+    """`python train.py ARGS` in `cwd`; fails the test with the output when it fails and `check` is set.
+
+    The run is a fork of a process that has imported train.py's modules (tests/forked_runs.py); `fresh`
+    (or NOISYLAB_TESTS_FRESH=1) starts a new interpreter instead, for tests of what happens while importing."""
+    forked = not fresh and os.environ.get("NOISYLAB_TESTS_FRESH") != "1" and _FORKED_RUNS.available
+    proc = _FORKED_RUNS.run(args, Path(cwd), timeout) if forked else None
+    if proc is None:
+        proc = subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, capture_output=True,
+                              text=True, timeout=timeout)
     if check and proc.returncode != 0:
         pytest.fail(f"train.py {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
                     f"{proc.stderr[-6000:]}")

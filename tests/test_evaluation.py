@@ -87,7 +87,7 @@ def test_photo_patches_ship_with_scikit_learn() -> None:
 @pytest.mark.slow
 def test_eval_py_reproduces_the_training_runs_test_metrics_and_adds_ood_sets(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    run_train([f"hydra.run.dir={run}", *QUICK], cwd=tmp_path)
+    run_train([f"hydra.run.dir={run}", *QUICK, "eval.plots=true"], cwd=tmp_path)
     for name in ("transition_matrix", "ood_scores", "risk_coverage", "reliability"):
         assert (run / "plots" / f"{name}.png").is_file(), name
     import subprocess

@@ -18,8 +18,8 @@ def test_one_multirun_over_every_loss_config(tmp_path: Path) -> None:
     assert {"ce", "drainage", "dismax", "isomax_plus", "drainage_open", "tgce"} <= set(losses)
     sweep = tmp_path / "sweep"
     run_train(["-m", f"loss={','.join(losses)}", f"hydra.sweep.dir={sweep}", "trainer.max_epochs=1",
-               "+trainer.limit_train_batches=3", "callbacks.progress_bar=null", "trainer.enable_model_summary=false"],
-              cwd=tmp_path, timeout=900)
+               "+trainer.limit_train_batches=3", "callbacks.progress_bar=null", "trainer.enable_model_summary=false",
+               "eval.plots=false"], cwd=tmp_path, timeout=900)
     jobs = sorted((p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
     assert len(jobs) == len(losses)
     for job in jobs:

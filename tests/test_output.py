@@ -160,7 +160,7 @@ def run_without_a_terminal(tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     tmp_path = tmp_path_factory.mktemp("output")
     run = tmp_path / "run"
     proc = run_train([f"hydra.run.dir={run}", "trainer.max_epochs=2", "+trainer.limit_train_batches=2",
-                      "trainer.log_every_n_steps=1", "eval.plots=false"], cwd=tmp_path)
+                      "trainer.log_every_n_steps=1", "eval.plots=false"], cwd=tmp_path, fresh=True)
     return run, proc
 
 

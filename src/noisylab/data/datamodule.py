@@ -7,6 +7,7 @@ import logging
 import os
 import tempfile
 import warnings
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -327,6 +328,8 @@ class NoisyLabelDataModule(L.LightningDataModule):
             handle, name = tempfile.mkstemp(prefix="noisylab-bad-images-", suffix=".txt")
             os.close(handle)
             self.bad_images_record = Path(name)
+            # The record lives as long as this datamodule (workers append to it; write_bad_images reads it).
+            weakref.finalize(self, _remove_in_process, self.bad_images_record, os.getpid())
         for dataset in file_sets:
             dataset.bad_images, dataset.bad_images_record = self.bad_images_mode, self.bad_images_record
 
@@ -511,3 +514,9 @@ class NoisyLabelDataModule(L.LightningDataModule):
         if views > 1:
             return (tuple(self.augment(images, train=True) for _ in range(views)), *rest)
         return (self.augment(images, train=training), *rest)
+
+
+def _remove_in_process(path: Path, owner: int) -> None:
+    """Remove `path` when called in the process that made it (not in a forked DataLoader worker)."""
+    if os.getpid() == owner:
+        path.unlink(missing_ok=True)

@@ -69,7 +69,8 @@ def epoch_seconds(overrides: list[str], epochs: int) -> tuple[list[float], float
     datamodule = build_datamodule(cfg)
     method = build_method(cfg, datamodule)
     timer = EpochTimer()
-    trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
+    trainer = L.Trainer(default_root_dir=cfg.paths.output_dir,  # where SimCLR writes encoder.pt, not the cwd
+                        accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
                         max_epochs=epochs, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         callbacks=[timer])

@@ -12,12 +12,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from tests.forked_runs import ForkedRuns
+from tests.forked_runs import TRAIN, ForkedRuns
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 SHARED_DATA = REPO.parent / "shared" / "data"
-
 
 
 def _share_the_cores() -> None:
@@ -52,7 +51,7 @@ def run_train(args: list[str], cwd: Path, timeout: float = 300, check: bool = Tr
     forked = not fresh and os.environ.get("NOISYLAB_TESTS_FRESH") != "1" and _FORKED_RUNS.available
     proc = _FORKED_RUNS.run(args, Path(cwd), timeout) if forked else None
     if proc is None:
-        proc = subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, capture_output=True,
+        proc = subprocess.run([sys.executable, str(TRAIN), *args], cwd=cwd, capture_output=True,
                               text=True, timeout=timeout)
     if check and proc.returncode != 0:
         pytest.fail(f"train.py {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"

@@ -35,7 +35,8 @@ TRAIN = REPO / "train.py"
 
 # ------------------------------------------------------------------------------------------------ server
 def _serve(requests: int, replies: int) -> int | None:
-    """Answer run requests until stdin closes; returns the exit status in a forked child (the run's)."""
+    """Answer run requests until the requests pipe closes; returns the exit status in a forked child (the
+    run's), None in the server."""
     import random
 
     import numpy as np

@@ -218,8 +218,8 @@ def test_image_files_resume_exactly_at_and_within_an_epoch_whatever_the_workers(
     uninterrupted one; with 0 workers too."""
     write_image_folder(tmp_path / "datasets", classes=4, per_class=28)
     common = [*FAST, "data=imagenet_folder", f"data.root={tmp_path / 'datasets'}", "data.source_kwargs.image_size=64",
-              "data.val_size=8", "noise=symmetric", "model=small_cnn", "data.batch_size=8", "trainer.deterministic=true",
-              "trainer.max_epochs=2", "test_on=none"]
+              "data.val_size=8", "noise=symmetric", "model=small_cnn", "data.batch_size=8",
+              "trainer.deterministic=true", "trainer.max_epochs=2", "test_on=none"]
     workers = ["data.num_workers=2"]
     # The uninterrupted run also saves within epoch 1 (13 steps per epoch), at step 16: what a run killed
     # after that step leaves (a save changes nothing in the training that follows it).

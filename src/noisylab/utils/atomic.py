@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+TEMPORARY_SUFFIX = ".tmp"  # temporaries are ".<target name>.<random><suffix>": hidden, and found again by it
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb", **kwargs: Any) -> Iterator[IO[Any]]:
@@ -23,7 +25,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", **kwargs: Any) -
         raise ValueError(f"atomic_open writes whole files: mode must be 'w' or 'wb', got {mode!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result should look like any other file
         with os.fdopen(fd, mode, **kwargs) as f:
@@ -59,7 +61,7 @@ def remove_torn_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
     return them. Such a file never replaced its target, so it holds nothing the run needs; a resumed run calls
     this so that a kill during a save leaves no litter behind."""
     removed = []
-    for tmp in sorted(Path(folder).glob(".*.tmp")):
+    for tmp in sorted(Path(folder).glob(f".*{TEMPORARY_SUFFIX}")):
         if tmp.is_file():
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()

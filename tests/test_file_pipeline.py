@@ -16,7 +16,7 @@ from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
 
 from noisylab.data.augment import BatchAugment
-from noisylab.data.decode import DraftDecoder, reduction
+from noisylab.data.decode import DraftDecoder, jpeg_size, reduction
 from noisylab.data.files import IMAGENET_MEAN, IMAGENET_STD, FileDataset, file_transform
 
 
@@ -83,7 +83,7 @@ def test_the_crop_box_is_torchvisions_draw_on_the_full_size_geometry(images: dic
     with Image.open(images["large"]) as image:
         for seed in range(20):
             torch.manual_seed(seed)
-            plan = decoder.planner(image)
+            plan = decoder.planner(image.size)
             torch.manual_seed(seed)
             expected = crop.make_params([image])
             left, top, right, bottom = plan.box
@@ -104,7 +104,7 @@ def test_the_reduction_keeps_the_box_at_least_the_output_size() -> None:
 def test_the_eval_box_is_resize_then_centre_crop_in_full_size_pixels(images: dict[str, Path]) -> None:
     decoder = DraftDecoder(file_transform(False))
     with Image.open(images["large"]) as image:  # 1000 x 800 -> 320 x 256, centre 224 x 224 at (48, 16)
-        plan = decoder.planner(image)
+        plan = decoder.planner(image.size)
     sx, sy = 1000 / 320, 800 / 256
     assert plan.box == pytest.approx((48 * sx, 16 * sy, 272 * sx, 240 * sy)) and plan.out == (224, 224)
 
@@ -133,3 +133,24 @@ def test_batches_stay_uint8_until_normalised_on_the_device(images: dict[str, Pat
     mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     assert x.dtype == torch.float32 and torch.allclose(x, (images_u8.float() / 255 - mean) / std, atol=1e-5)
     assert index.tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("options", [{}, {"progressive": True}, {"mode": "L"}, {"exif": True}, {"subsampling": 0}])
+def test_the_jpeg_frame_header_gives_pillows_size(tmp_path: Path, options: dict) -> None:
+    """The decoder reads each file's size from its frame header instead of opening it with Pillow: the same
+    (width, height) for baseline, progressive, grey and EXIF-tagged files; None for anything else, which is
+    then decoded in full (and reported by the decoder when it is broken)."""
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8))
+    mode, exif = options.pop("mode", "RGB"), options.pop("exif", False)
+    path = tmp_path / "image.jpg"
+    tags = Image.Exif()
+    tags[0x0112], tags[0x010F] = 6, "camera" * 200  # an orientation tag and a long APP1 segment
+    extra = {"exif": tags} if exif else {}
+    image.convert(mode).save(path, quality=90, **options, **extra)
+    data = path.read_bytes()
+    with Image.open(path) as opened:
+        assert jpeg_size(data) == opened.size == (53, 37)
+    assert jpeg_size(data[:2] + b"\xff" + data[2:]) == (53, 37)  # a fill byte before a marker
+    assert jpeg_size(data[:20]) is None  # cut before the frame header
+    image.save(tmp_path / "image.png")
+    assert jpeg_size((tmp_path / "image.png").read_bytes()) is None and jpeg_size(b"") is None

@@ -7,7 +7,9 @@ torchvision's own parameter draw, and the JPEG is then decoded by libjpeg's DCT 
 power-of-two reduction (1/2, 1/4, 1/8) that still leaves the box at least as large as the output in both
 dimensions, so the resize after it still only shrinks. One PIL resize maps the box, divided by that
 scale, straight onto the output grid (crop and resize in one pass, antialiased bilinear like
-torchvision's).
+torchvision's). The file is read once; its size comes from the JPEG frame header, parsed here in a few
+microseconds (opening the file with Pillow for its size cost about as much as resizing the crop). Files of
+other formats (PNG, ...) have no reduced decoding: they are decoded in full and measured after.
 
 What stays equal to applying the transform to the fully decoded image: for the same random state, the
 crop box in full-size pixels (top, left, height, width: the same draws from torch's RNG, in the same
@@ -20,6 +22,7 @@ own step crops and resizes it with the drawn box: the output is exactly the full
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -31,6 +34,33 @@ from torchvision.transforms import InterpolationMode, v2
 
 Box = tuple[float, float, float, float]  # left, top, right, bottom, in full-size pixels
 _REDUCTIONS = (8, 4, 2)  # the DCT scalings PIL's draft uses
+# Start-of-frame markers (baseline, extended, progressive, lossless; Huffman or arithmetic coded): they carry
+# the image's height and width. 0xC4 (Huffman tables), 0xC8 (reserved) and 0xCC (arithmetic coding
+# conditioning) share the range and are not frames.
+_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's frame header, or None when `data` is not a well-formed JPEG up to its
+    frame header (then the caller decodes it in full, and the decoder reports what is wrong with it)."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    at = 2
+    while at + 9 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            at += 1
+            continue
+        if marker in _FRAME_MARKERS:
+            height, width = int.from_bytes(data[at + 5:at + 7], "big"), int.from_bytes(data[at + 7:at + 9], "big")
+            return (width, height) if width and height else None
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length (TEM, RSTn)
+            at += 2
+            continue
+        at += 2 + int.from_bytes(data[at + 2:at + 4], "big")
+    return None
 
 
 @dataclass(frozen=True)
@@ -47,8 +77,10 @@ class _RandomResizedCrop:
     def __init__(self, step: v2.RandomResizedCrop) -> None:
         self.step = step
 
-    def __call__(self, image: Image.Image) -> Plan:
-        p = self.step.make_params([image])  # torchvision's own draw; it reads the size only
+    def __call__(self, size: tuple[int, int]) -> Plan:
+        width, height = size
+        shape_only = torch.empty((1, 1, 1), dtype=torch.uint8).expand(1, height, width)  # no pixels allocated
+        p = self.step.make_params([shape_only])  # torchvision's own draw; it reads the size only
         box = (p["left"], p["top"], p["left"] + p["width"], p["top"] + p["height"])
         return Plan(box, (self.step.size[1], self.step.size[0]), lambda x: self.step.transform(x, p))
 
@@ -58,8 +90,8 @@ class _ResizeThenCentreCrop:
         self.resize, self.crop = resize, crop
         self.steps = v2.Compose([resize] + ([crop] if crop is not None else []))
 
-    def __call__(self, image: Image.Image) -> Plan:
-        width, height = image.size
+    def __call__(self, size: tuple[int, int]) -> Plan:
+        width, height = size
         new_w, new_h = _resized_size(self.resize, width, height)
         out_h, out_w = self.crop.size if self.crop is not None else (new_h, new_w)
         if out_w > new_w or out_h > new_h:  # torchvision would pad; not a case file_transform makes
@@ -79,7 +111,7 @@ def _resized_size(step: v2.Resize, width: int, height: int) -> tuple[int, int]:
     return (new_short, new_long) if width <= height else (new_long, new_short)
 
 
-def split_geometry(transform: v2.Compose) -> tuple[Callable[[Image.Image], Plan] | None, v2.Compose]:
+def split_geometry(transform: v2.Compose) -> tuple[Callable[[tuple[int, int]], Plan] | None, v2.Compose]:
     """(a planner for the leading geometric step, the remaining steps), or (None, transform) when the
     transform starts with anything else (then the image is decoded in full and transformed as it is)."""
     steps = list(transform.transforms)
@@ -129,22 +161,32 @@ class DraftDecoder:
         self.read_mode = ImageReadMode.GRAY if self.mode == "L" else ImageReadMode.RGB
 
     def __call__(self, path: str, views: int = 1) -> list[torch.Tensor]:
+        with open(path, "rb") as file:
+            data = file.read()
         if self.planner is None:
-            full = decode_image(path, mode=self.read_mode)
+            full = self._decode_in_full(data)
             return [self.transform(full) for _ in range(views)]
-        with Image.open(path) as image:  # reads the header only
-            plans = [self.planner(image) for _ in range(views)]
-            scale, width = min(reduction(plan.box, plan.out) for plan in plans), image.size[0]
-            # None for formats without reduced decoding (PNG, ...): decoded in full below
-            drafted = image.draft(self.mode, (width // scale, image.size[1] // scale)) if scale > 1 else None
-            scale = round(width / drafted[1][2]) if drafted else 1
-            if scale > 1:
-                pixels = image.convert(self.mode)
+        size = jpeg_size(data)
+        if size is None:  # not a JPEG: no reduced decoding; the size of the decoded image
+            full = self._decode_in_full(data)
+            plans = [self.planner((full.shape[-1], full.shape[-2])) for _ in range(views)]
+            return [self.rest(plan.full(full)) for plan in plans]
+        plans = [self.planner(size) for _ in range(views)]
+        scale = min(reduction(plan.box, plan.out) for plan in plans)
+        if scale > 1:
+            with Image.open(io.BytesIO(data)) as image:
+                drafted = image.draft(self.mode, (size[0] // scale, size[1] // scale))
+                scale = round(size[0] / drafted[1][2]) if drafted else 1
+                if scale > 1:
+                    pixels = image.convert(self.mode)
         if scale == 1:  # libjpeg-turbo through torchvision.io and torch's resize: faster than Pillow's at full size
-            full = decode_image(path, mode=self.read_mode)
+            full = self._decode_in_full(data)
             return [self.rest(plan.full(full)) for plan in plans]
         crops = [pixels.resize(plan.out, Image.BILINEAR, box=_scaled(plan.box, scale, pixels.size)) for plan in plans]
         return [self.rest(_to_tensor(crop)) for crop in crops]
+
+    def _decode_in_full(self, data: bytes) -> torch.Tensor:
+        return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=self.read_mode)
 
 
 def _scaled(box: Box, scale: int, size: Sequence[int]) -> Box:

@@ -12,7 +12,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from tests.forked_runs import TRAIN, ForkedRuns
+from tests.forked_runs import EVAL, TRAIN, ForkedRuns
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -48,13 +48,24 @@ def run_train(args: list[str], cwd: Path, timeout: float = 300, check: bool = Tr
 
     The run is a fork of a process that has imported train.py's modules (tests/forked_runs.py); `fresh`
     (or NOISYLAB_TESTS_FRESH=1) starts a new interpreter instead, for tests of what happens while importing."""
+    return _run_script(TRAIN, args, cwd, timeout, check, fresh)
+
+
+def run_eval(args: list[str], cwd: Path, timeout: float = 300, check: bool = True,
+             fresh: bool = False) -> subprocess.CompletedProcess:
+    """`python eval.py ARGS` in `cwd`, as run_train runs train.py."""
+    return _run_script(EVAL, args, cwd, timeout, check, fresh)
+
+
+def _run_script(script: Path, args: list[str], cwd: Path, timeout: float, check: bool,
+                fresh: bool) -> subprocess.CompletedProcess:
     forked = not fresh and os.environ.get("NOISYLAB_TESTS_FRESH") != "1" and _FORKED_RUNS.available
-    proc = _FORKED_RUNS.run(args, Path(cwd), timeout) if forked else None
+    proc = _FORKED_RUNS.run(args, Path(cwd), timeout, script) if forked else None
     if proc is None:
-        proc = subprocess.run([sys.executable, str(TRAIN), *args], cwd=cwd, capture_output=True,
+        proc = subprocess.run([sys.executable, str(script), *args], cwd=cwd, capture_output=True,
                               text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        pytest.fail(f"train.py {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+        pytest.fail(f"{script.name} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
                     f"{proc.stderr[-6000:]}")
     return proc
 

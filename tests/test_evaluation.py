@@ -14,7 +14,7 @@ from noisylab.data.ood import convert_images
 from noisylab.data.sources import load_cifar10, load_photo_patches
 from noisylab.metrics.classification import brier_score, risk_coverage, selective_metrics
 from noisylab.metrics.noise_detection import precision_at_noise_rate
-from tests.conftest import QUICK, REPO, read_metrics, run_train
+from tests.conftest import QUICK, read_metrics, run_eval, run_train
 from tests.fixtures import write_cifar10, write_image_folder
 
 
@@ -90,13 +90,9 @@ def test_eval_py_reproduces_the_training_runs_test_metrics_and_adds_ood_sets(tmp
     run_train([f"hydra.run.dir={run}", *QUICK, "eval.plots=true"], cwd=tmp_path)
     for name in ("transition_matrix", "ood_scores", "risk_coverage", "reliability"):
         assert (run / "plots" / f"{name}.png").is_file(), name
-    import subprocess
-    import sys
-
-    command = [sys.executable, str(REPO / "eval.py"), f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}"]
+    checkpoint = f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}"
     for _ in range(2):  # the second evaluation keeps the first one's eval.json
-        proc = subprocess.run([*command, "ood=[photo_patches]"], cwd=tmp_path, capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        proc = run_eval([checkpoint, "ood=[photo_patches]"], cwd=tmp_path)
     assert "test/acc" in proc.stdout
     trained, evaluated = read_metrics(run), json.loads((run / "eval.json").read_text())
     for key, value in trained.items():
@@ -108,8 +104,7 @@ def test_eval_py_reproduces_the_training_runs_test_metrics_and_adds_ood_sets(tmp
     assert evaluated["ood_sets"] == ["ood/holdout", "ood/photo_patches"]
     assert len(list(run.glob("eval.*.json"))) == 1
     assert (run / "eval_plots" / "ood_scores.png").is_file()
-    missing = subprocess.run([*command, "ood=[svhn]", f"data_root={tmp_path / 'nothing'}"], cwd=tmp_path,
-                             capture_output=True, text=True)
+    missing = run_eval([checkpoint, "ood=[svhn]", f"data_root={tmp_path / 'nothing'}"], cwd=tmp_path, check=False)
     assert missing.returncode != 0 and "test_32x32.mat" in missing.stderr
 
 
@@ -135,17 +130,12 @@ def test_svhn_and_mnist_like_ood_sources(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_eval_under_ddp_counts_every_sample_once(tmp_path: Path) -> None:
     """Two processes (the test sets are split, padded and gathered) give exactly the single-process metrics."""
-    import subprocess
-    import sys
-
     run = tmp_path / "run"
     run_train([f"hydra.run.dir={run}", *QUICK], cwd=tmp_path)
-    command = [sys.executable, str(REPO / "eval.py"), f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
-               "ood=[photo_patches]", "eval.plots=false"]
+    command = [f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "ood=[photo_patches]", "eval.plots=false"]
     results = []
     for extra in ([], ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp"]):
-        proc = subprocess.run([*command, *extra], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        run_eval([*command, *extra], cwd=tmp_path)
         results.append(json.loads((run / "eval.json").read_text()))
     single, ddp = results
     numeric = [k for k, v in single.items() if isinstance(v, float)]
@@ -158,14 +148,9 @@ def test_eval_under_ddp_counts_every_sample_once(tmp_path: Path) -> None:
 def test_training_in_bf16_tests_in_float32_like_eval_py(tmp_path: Path) -> None:
     """trainer.precision=bf16-mixed trains in bfloat16, but its final test and eval.py (32-true) give one
     checkpoint the same numbers."""
-    import subprocess
-    import sys
-
     run = tmp_path / "run"
     run_train([f"hydra.run.dir={run}", "trainer.precision=bf16-mixed", "eval.plots=false", *QUICK], cwd=tmp_path)
-    proc = subprocess.run([sys.executable, str(REPO / "eval.py"), f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}",
-                           "eval.plots=false"], cwd=tmp_path, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_eval([f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", "eval.plots=false"], cwd=tmp_path)
     trained, evaluated = read_metrics(run), json.loads((run / "eval.json").read_text())
     compared = [key for key in trained if key.startswith(("test/", "train/"))]
     assert len(compared) > 20

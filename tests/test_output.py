@@ -20,7 +20,7 @@ from noisylab.epoch_log import EpochLog, NoProgressBar, RichBar, epoch_line, pro
 from noisylab.evaluate import _data_root
 from noisylab.quiet import ModelSummary, note_test_deduplication, quiet_lightning, summary_text
 from noisylab.report_table import WIDTH, metrics_text
-from tests.conftest import CONF, REPO, run_train
+from tests.conftest import CONF, run_eval, run_train
 
 EPOCH_LINE = re.compile(r"^epoch (\d+)/1  train/loss \d+\.\d{4}  val/acc \d\.\d{4}  lr [0-9.e-]+  \d+\.\d s$")
 NOISE = ("v_num", "GPU available", "TPU available", "💡", "litlogger", "FLOPs", "LeafSpec", "is deprecated",
@@ -189,9 +189,8 @@ def test_lightning_noise_is_gone(run_without_a_terminal) -> None:
 @pytest.mark.slow
 def test_eval_data_root_is_where_it_looks(run_without_a_terminal, tmp_path: Path) -> None:
     run, _ = run_without_a_terminal
-    proc = subprocess.run([sys.executable, str(REPO / "eval.py"), f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}",
-                           f"data.root={tmp_path / 'nothing'}", "ood=[svhn]"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+    proc = run_eval([f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", f"data.root={tmp_path / 'nothing'}",
+                     "ood=[svhn]"], cwd=tmp_path, check=False)
     assert proc.returncode == 1
     assert f"looked in {tmp_path / 'nothing'}" in proc.stderr and "data.root=" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -279,19 +279,22 @@ def test_a_full_disk_stops_the_run_clearly_and_keeps_its_checkpoints(tmp_path: P
 def test_two_runs_in_one_folder_at_once(tmp_path: Path) -> None:
     """The second is refused while the first runs; the first finishes with its own config and results."""
     out = tmp_path / "run"
-    # 30 epochs (10 s on a quiet 2-core machine) outlast the second run's start (a fork: 1-2 s to the lock)
-    first = subprocess.Popen([sys.executable, str(REPO / "train.py"), *FAST, "trainer.max_epochs=30", "seed=1",
+    first = subprocess.Popen([sys.executable, str(REPO / "train.py"), *FAST, "trainer.max_epochs=3", "seed=1",
                               f"hydra.run.dir={out}"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
     deadline = time.monotonic() + 120
     while not (out / "noisy_labels.npz").exists() and time.monotonic() < deadline:
         time.sleep(0.05)  # the first run holds the lock before it writes any file of its own
-    second = run_train([*FAST, "trainer.max_epochs=1", "seed=2", f"hydra.run.dir={out}"], cwd=tmp_path,
-                       check=False)
+    first.send_signal(signal.SIGSTOP)  # paused mid-run, lock held: however long the second takes to start
+    try:
+        second = run_train([*FAST, "trainer.max_epochs=1", "seed=2", f"hydra.run.dir={out}"], cwd=tmp_path,
+                           check=False)
+    finally:
+        first.send_signal(signal.SIGCONT)
     _, first_err = first.communicate(timeout=300)
     assert first.returncode == 0, first_err[-3000:]
     assert second.returncode == 1 and "is in use by another run (pid" in second.stderr
-    assert read_metrics(out)["epochs"] == 30
+    assert read_metrics(out)["epochs"] == 3
     assert "seed=1" in yaml.safe_load((out / ".hydra" / "overrides.yaml").read_text())
     assert yaml.safe_load((out / ".hydra" / "config.yaml").read_text())["seed"] == 1
 

@@ -19,19 +19,21 @@ CONF = REPO / "conf"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
-def _share_the_cores() -> None:
+def pytest_configure(config: pytest.Config) -> None:
     """One thread pool per xdist worker, sized to its share of the cores, for this process and every train.py
-    it starts. torch otherwise gives each process a thread per core: 2 workers x 2 threads on 2 cores made
-    two concurrent 5-epoch runs take 33 s instead of 10.5 s (benchmarks/README.md, "Fixed costs")."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    it starts. torch otherwise gives each process a thread per core: 2 workers x 2 threads on 2 cores ran
+    the suite's training 2-4x slower than alone (benchmarks/README.md, "Fixed costs"). Set here, in the
+    worker, because xdist tells a worker the worker count only after this file is imported; a variable
+    the user set is kept, and a run without xdist keeps torch's default."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
+        return
+    threads = str(max(1, (os.cpu_count() or 1) // int(workerinput["workercount"])))
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, threads)
     if "torch" in sys.modules:  # already imported (it reads the variable once): set it directly
         sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
-
-_share_the_cores()
 
 # Fewer epochs, no progress bar, no model summary, no figures (tests/test_evaluation.py and test_plots.py
 # check those): the same code path, less time and noise.

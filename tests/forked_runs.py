@@ -10,10 +10,11 @@ a fork of it that becomes `python train.py ARGS`: its own process, with the test
 environment, argv, sys.path[0], fresh `random` and numpy seeds, stdout and stderr in files (no TTY, as with
 `capture_output`), the interpreter's normal exit (atexit handlers run) and its exit status. Data-loader
 workers and torch.compile's compilers start from that process as they do from a user's. DDP's other ranks,
-which trainer=ddp_cpu starts as `python train.py ...` processes (noisylab.utils.ddp), are forks of the server
-too: the run asks the server for them, and gets back an object with the Popen methods Lightning uses
-(poll, wait, send_signal, returncode); they write into the run's stdout and stderr files, as the child
-processes of a user's run write into its terminal.
+which the DDP launchers start as `python train.py ...` (noisylab.utils.ddp) or `python eval.py ...`
+(Lightning's own) processes, are forks of the server too: the run asks the server for them, and gets back
+an object with the Popen methods Lightning uses (poll, wait, send_signal, returncode); they write into the
+run's stdout and stderr files, as the child processes of a user's run write into its terminal. What
+importing Lightning reads from the environment (its rank, from LOCAL_RANK) is set again in each fork.
 
 What a fork cannot show is what happens before and during those imports: output printed while importing
 and the imports a command does before Hydra parses. Tests of those start a fresh interpreter
@@ -50,6 +51,8 @@ WARM_MODULES = ("hydra", "omegaconf", "noisylab.cli", "noisylab.utils.sweep", "n
                 "noisylab.data", "noisylab.data.sources", "noisylab.losses", "noisylab.methods", "noisylab.metrics.ood",
                 "noisylab.metrics.detectors", "noisylab.samples", "noisylab.evaluate", "noisylab.epoch_log",
                 "sklearn.datasets", "sklearn.model_selection", "sklearn.mixture")
+
+
 def _serve(requests: int, replies: int) -> int | None:
     """Answer run requests until the requests pipe closes; returns the exit status in a forked child (a run's
     or a DDP rank's), None in the server."""

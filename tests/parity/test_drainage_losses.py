@@ -14,6 +14,7 @@ and 1e-4 on the wide ones (entries down to 1e-15 there).
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,35 @@ def test_l1_penalty_matches_reference_delta(case: dict) -> None:
     method = StandardMethod(network=lambda: net, criterion=torch.nn.Identity(), optimizer=torch.optim.SGD,
                             l1=case["params"]["delta"], decay_norm_and_bias=True)
     assert float(torch.as_tensor(method.l1_penalty()).detach()) == pytest.approx(case["outputs"]["l1_term"], rel=1e-6)
+
+
+@pytest.mark.parametrize("decay_norm_and_bias", [True, False])
+def test_weight_decay_covers_every_parameter_like_the_references_sgd(decay_norm_and_bias: bool) -> None:
+    """The reference builds SGD(model.parameters(), weight_decay=wd): BatchNorm and biases decay too. With
+    decay_norm_and_bias=True (the drainage_* presets) one of our steps equals that optimizer's step; with
+    False, only the BatchNorm and bias parameters differ (they are exempt)."""
+    import functools
+
+    from noisylab.methods.standard import StandardMethod
+    from noisylab.models import LinearHead
+    from noisylab.models.classifier import Classifier
+
+    torch.manual_seed(0)
+    backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten())
+    reference_net = Classifier(backbone, LinearHead(4 * 6 * 6, 5))
+    with torch.no_grad():  # no zero parameter (BatchNorm's bias starts at 0, which weight decay leaves alone)
+        for p in reference_net.parameters():
+            p.add_(torch.randn_like(p))
+    ours_net = copy.deepcopy(reference_net)
+    factory = functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9, weight_decay=5e-3)
+    method = StandardMethod(network=lambda: ours_net, criterion=torch.nn.Identity(), optimizer=factory,
+                            decay_norm_and_bias=decay_norm_and_bias)
+    ours = method.configure_optimizers()["optimizer"]
+    reference = factory(reference_net.parameters())
+    x = torch.randn(2, 3, 8, 8)
+    for net, optimizer in ((reference_net, reference), (ours_net, ours)):
+        net.head.class_logits(net(x)).square().mean().backward()
+        optimizer.step()
+    for (name, a), b in zip(reference_net.named_parameters(), ours_net.parameters(), strict=True):
+        exempt = a.ndim == 1  # BatchNorm weight and bias, conv and linear biases
+        assert torch.equal(a, b) == (decay_norm_and_bias or not exempt), name

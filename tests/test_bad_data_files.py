@@ -443,19 +443,21 @@ def test_listed_images_that_are_missing_are_found_before_training(tmp_path: Path
              source.train_files[2], "copy the missing images")
 
 
-def _clothing1m_with_a_bad_image(tmp_path: Path, num_workers: int, bad_images: str = "stop") -> tuple:
+def _clothing1m_with_a_bad_image(tmp_path: Path, num_workers: int, bad_images: str = "stop",
+                                 keep_bytes: int = 300) -> tuple:
     base = write_clothing1m(tmp_path, n_train=16, n_val=4, n_test=4)
     bad = base / load_clothing1m(tmp_path).train_files[5]
-    bad.write_bytes(bad.read_bytes()[:300])  # a truncated JPEG
+    bad.write_bytes(bad.read_bytes()[:keep_bytes])  # a truncated JPEG (0: an empty file)
     dm = NoisyLabelDataModule("clothing1m", load_clothing1m, str(tmp_path), NoNoise(), batch_size=4,
                               num_workers=num_workers, bad_images=bad_images)
     dm.build()
     return dm, bad
 
 
-@pytest.mark.parametrize("num_workers", [0, 2])
-def test_an_undecodable_image_stops_with_one_clean_paragraph(tmp_path: Path, num_workers: int, capsys) -> None:
-    dm, bad = _clothing1m_with_a_bad_image(tmp_path, num_workers)
+@pytest.mark.parametrize("num_workers, keep_bytes", [(0, 300), (2, 300), (0, 0)])
+def test_an_undecodable_image_stops_with_one_clean_paragraph(tmp_path: Path, num_workers: int, keep_bytes: int,
+                                                             capsys) -> None:
+    dm, bad = _clothing1m_with_a_bad_image(tmp_path, num_workers, keep_bytes=keep_bytes)
     message = _refused(BadImageError, lambda: list(dm.train_dataloader()), bad, "cannot decode this image",
                        "incomplete or truncated", "images before it", "data.bad_images=skip")
     assert "Traceback" not in message and "worker" not in message and "\n" not in message

@@ -23,6 +23,7 @@ own step crops and resizes it with the drawn box: the output is exactly the full
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -161,8 +162,7 @@ class DraftDecoder:
         self.read_mode = ImageReadMode.GRAY if self.mode == "L" else ImageReadMode.RGB
 
     def __call__(self, path: str, views: int = 1) -> list[torch.Tensor]:
-        with open(path, "rb") as file:
-            data = file.read()
+        data = _read(path)
         if self.planner is None:
             full = self._decode_in_full(data)
             return [self.transform(full) for _ in range(views)]
@@ -185,8 +185,19 @@ class DraftDecoder:
         crops = [pixels.resize(plan.out, Image.BILINEAR, box=_scaled(plan.box, scale, pixels.size)) for plan in plans]
         return [self.rest(_to_tensor(crop)) for crop in crops]
 
-    def _decode_in_full(self, data: bytes) -> torch.Tensor:
-        return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=self.read_mode)
+    def _decode_in_full(self, data: bytearray) -> torch.Tensor:
+        # torch.frombuffer refuses an empty buffer (ValueError); torchvision reports an empty file as it reports
+        # any undecodable one (RuntimeError), which the dataset turns into its bad-image error.
+        buffer = torch.frombuffer(data, dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
+        return decode_image(buffer, mode=self.read_mode)
+
+
+def _read(path: str) -> bytearray:
+    """The file's bytes in a writable buffer, read once: torch.frombuffer wraps it without a copy."""
+    with open(path, "rb", buffering=0) as file:
+        data = bytearray(os.fstat(file.fileno()).st_size)
+        read = file.readinto(data)
+    return data if read == len(data) else data[:read]  # shorter: the file shrank while being read
 
 
 def _scaled(box: Box, scale: int, size: Sequence[int]) -> Box:

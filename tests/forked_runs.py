@@ -181,7 +181,7 @@ def _become_the_run(request: dict[str, Any], random: Any, np: Any, spawner: tupl
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    script = request.get("script", str(TRAIN))
+    script = request["script"]  # every request names its script (a rank's too)
     sys.argv = [script, *request["args"]]
     sys.path[0] = str(REPO)  # what `python train.py` puts first
     random.seed()
@@ -203,13 +203,34 @@ def _become_the_run(request: dict[str, Any], random: Any, np: Any, spawner: tupl
     return code
 
 
+class _Messages:
+    """JSON lines arriving on a pipe, one message at a time."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.pending = fd, b""
+
+    def next(self, timeout: float) -> dict[str, Any]:
+        """The next message; TimeoutError when none came within `timeout` seconds, EOFError when the writer
+        closed the pipe."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.pending:
+            if not select.select([self.fd], [], [], max(deadline - time.monotonic(), 0))[0]:
+                raise TimeoutError
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                raise EOFError("the train.py server exited")
+            self.pending += chunk
+        line, self.pending = self.pending.split(b"\n", 1)
+        return json.loads(line)
+
+
 class _RankSpawner:
     """`subprocess` as the DDP launchers see it inside a forked run: `Popen([python, train.py or eval.py, ...])`,
     how they start the other ranks, asks the server for a fork instead; anything else is subprocess's own."""
 
     def __init__(self, requests: int, replies: int) -> None:
-        self.requests, self.replies = requests, replies
-        self.pending, self.exited, self.lock = b"", {}, threading.Lock()  # Lightning polls from a thread
+        self.requests, self.replies = requests, _Messages(replies)
+        self.exited, self.lock = {}, threading.Lock()  # Lightning polls from a thread
 
     def __getattr__(self, name: str) -> Any:
         return getattr(subprocess, name)
@@ -231,17 +252,10 @@ class _RankSpawner:
 
     def _next(self, timeout: float) -> dict[str, Any] | None:
         """The server's next message (an exit status is recorded on the way), or None after `timeout`."""
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.pending:
-            left = deadline - time.monotonic()
-            if left < 0 or not select.select([self.replies], [], [], max(left, 0))[0]:
-                return None
-            chunk = os.read(self.replies, 65536)
-            if not chunk:
-                return None
-            self.pending += chunk
-        line, self.pending = self.pending.split(b"\n", 1)
-        message = json.loads(line)
+        try:
+            message = self.replies.next(timeout)
+        except (TimeoutError, EOFError):
+            return None
         if "exited" in message:
             self.exited[message["exited"]] = message["returncode"]
         return message
@@ -300,23 +314,11 @@ class ForkedRuns:
             pass_fds=(requests_read, replies_write), env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
         os.close(requests_read)
         os.close(replies_write)
-        self.pending = b""
-        reply = self._reply(timeout=600)
+        self.messages = _Messages(self.replies)
+        reply = self.messages.next(timeout=600)
         if not reply.get("ready"):  # every run of this worker starts a fresh interpreter then
             self.available = False
             warnings.warn(f"forked train.py runs are off: {reply.get('error', reply)}", stacklevel=3)
-
-    def _reply(self, timeout: float) -> dict[str, Any]:
-        while b"\n" not in self.pending:
-            ready, _, _ = select.select([self.replies], [], [], timeout)
-            if not ready:
-                raise TimeoutError
-            chunk = os.read(self.replies, 65536)
-            if not chunk:
-                raise EOFError("the train.py server exited")
-            self.pending += chunk
-        line, self.pending = self.pending.split(b"\n", 1)
-        return json.loads(line)
 
     def run(self, args: list[str], cwd: Path, timeout: float,
             script: Path = TRAIN) -> subprocess.CompletedProcess | None:
@@ -332,12 +334,12 @@ class ForkedRuns:
             request = {"script": str(script), "args": args, "cwd": str(cwd), "env": dict(os.environ),
                        "stdout": str(out), "stderr": str(err)}
             os.write(self.requests, (json.dumps(request) + "\n").encode())
-            pid = self._reply(timeout=60)["pid"]
+            pid = self.messages.next(timeout=60)["pid"]
             try:
-                returncode = self._reply(timeout=timeout)["returncode"]
+                returncode = self.messages.next(timeout=timeout)["returncode"]
             except TimeoutError:
                 os.kill(pid, signal.SIGKILL)
-                self._reply(timeout=60)
+                self.messages.next(timeout=60)
                 raise subprocess.TimeoutExpired(command, timeout, out.read_text(), err.read_text()) from None
             return subprocess.CompletedProcess(command, returncode, out.read_text(errors="replace"),
                                                err.read_text(errors="replace"))

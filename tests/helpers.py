@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import resource
+from pathlib import Path
+
+import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,3 +27,25 @@ class ExplodingLoss(nn.Module):
             if self.calls > self.healthy_calls:
                 return loss * float("nan")
         return loss
+
+
+class PageFaultProbe(L.Callback):
+    """At the start of training, the minor page faults of `repeats` allocations and frees of a 40 MiB tensor,
+    written to `path` as JSON: with glibc's default settings each allocation faults on its every page (40 MiB is
+    above glibc's largest adaptive mmap threshold), with retain_freed_memory few."""
+
+    def __init__(self, path: str, repeats: int = 20) -> None:
+        self.path, self.repeats = path, repeats
+
+    def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        Path(self.path).write_text(json.dumps({"faults": allocation_faults(40 << 20, self.repeats)}))
+
+
+def allocation_faults(nbytes: int, repeats: int) -> int:
+    """Minor page faults of this process while it allocates, fills and frees `nbytes` `repeats` times."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(repeats):
+        block = torch.empty(nbytes, dtype=torch.uint8)
+        block.fill_(1)
+        del block
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before

@@ -17,6 +17,7 @@ from noisylab.quiet import note_test_deduplication
 from noisylab.report_table import print_metrics
 from noisylab.run_folder import record_noisy_labels
 from noisylab.train import build_datamodule, build_method
+from noisylab.utils.allocator import retain_freed_memory
 from noisylab.utils.atomic import atomic_write_bytes, atomic_write_text
 from noisylab.utils.checkpoints import read_checkpoint
 
@@ -53,6 +54,7 @@ def _keep_previous(path: Path) -> None:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test the checkpoint on its test set, its training run's OOD sets and `cfg.ood`; write eval.json."""
+    retain_freed_memory(cfg.get("retain_freed_memory", True))
     checkpoint = Path(to_absolute_path(str(cfg.ckpt_path)))
     data_root = _data_root(cfg)  # checked before the checkpoint is read
     run_cfg = run_config_of(checkpoint)

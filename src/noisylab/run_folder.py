@@ -33,9 +33,9 @@ RESUMABLE_CHANGES = ("trainer.max_epochs", "paths.", "logger.", "resume", "ckpt_
                      "callbacks.progress_bar", "callbacks.lr_monitor", "callbacks.mid_epoch_checkpoint.",
                      "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
                      "callbacks.model_summary", "callbacks.epoch_log", "print_config", "tags",
-                     "data.num_workers", "data.root", "eval.plots")
+                     "data.num_workers", "data.root", "eval.plots", "retain_freed_memory")
 # Keys that describe this launch, not the run: a resume takes them from its own command line (given or default).
-PER_LAUNCH = ("resume", "ckpt_path", "test_on", "paths.")
+PER_LAUNCH = ("resume", "ckpt_path", "test_on", "paths.", "retain_freed_memory")
 
 
 class RunFolderBusyError(FileExistsError):

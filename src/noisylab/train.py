@@ -38,6 +38,7 @@ from noisylab.run_folder import (
     run_folder_lock,
     saved_run_config,
 )
+from noisylab.utils.allocator import retain_freed_memory
 from noisylab.utils.atomic import atomic_write_text, remove_torn_temporaries
 from noisylab.utils.checkpoints import AtomicCheckpointIO, check_mid_epoch_support
 from noisylab.utils.config_tree import print_config_tree, save_config_tree
@@ -173,6 +174,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     The run folder is locked for the whole run (rank 0; the other DDP ranks follow it)."""
     check_config(cfg)  # values of the wrong kind or range, named by key, before anything is built
+    retain_freed_memory(cfg.get("retain_freed_memory", True))  # before the first batch (and worker) exists
     if cfg.test_on not in ("best", "last", "none"):
         raise ValueError(f"test_on must be best, last or none, got {cfg.test_on!r}")
     check_logger_packages(cfg.get("logger"))

@@ -5,8 +5,10 @@ Training: decode + RandomResizedCrop(224) + horizontal flip; evaluation: decode 
 torchvision's pipeline ends with ToTensor + Normalize in the workers (the ImageNet example's); noisylab's hands
 uint8 batches to the main process, which normalises them (on the device; on the CPU here, and that time counts).
 "Per core" is images per CPU second of all processes (main + workers, from getrusage): a shared machine's
-contention changes the wall time far more than the CPU time. Pipelines take turns for --rounds rounds; the
-figures are medians.
+contention changes the wall time far more than the CPU time. Figures are of the steady state: from the end of
+an epoch's first batch (worker start-up left out). Pipelines take turns for --rounds rounds; the figures are
+medians. Each runs under glibc's default allocator settings and under retain_freed_memory (what train.py sets,
+src/noisylab/utils/allocator.py), each setting in a process of its own.
 
     python benchmarks/file_pipeline.py --build /tmp/jpeg-folder        # 2000 CIFAR-10 JPEGs at 256-500 px
     python benchmarks/file_pipeline.py --build /tmp/jpeg-large --min-side 640 --max-side 1200 --images 600
@@ -21,11 +23,15 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
+import os
 import resource
 import statistics
+import subprocess
+import sys
 import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +45,7 @@ from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
 from noisylab.data.augment import BatchAugment
 from noisylab.data.files import IMAGENET_MEAN, IMAGENET_STD, FileDataset
 from noisylab.data.folders import load_image_folder
+from noisylab.utils.allocator import retain_freed_memory
 
 TARBALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "cifar10-jpeg.tar.xz"
 
@@ -93,26 +100,37 @@ def noisylab_dataset(folder: Path, train: bool, cls: type[FileDataset] = FileDat
     return cls(base.root, base.files, labels, labels, positions, base.transform)
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and of its finished (joined) children: the DataLoader workers."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+def cpu_seconds(workers: list[int]) -> float:
+    """CPU time of this process and of the running DataLoader workers `workers` (pids, read from /proc)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    seconds = own.ru_utime + own.ru_stime
+    for pid in workers:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        seconds += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return seconds
 
 
 def measure(dataset: Dataset, workers: int, batch_size: int, batches: int, normalise: BatchAugment | None,
             pin_memory: bool = False) -> tuple[float, float]:
-    """(images per CPU second, images per wall second) over `batches` batches, worker start-up included."""
+    """(images per CPU second, images per wall second) in the steady state: over `batches` batches after the
+    first (worker start-up and the first fetch are left out, as they are a fixed cost of an epoch)."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, pin_memory=pin_memory,
                         generator=torch.Generator().manual_seed(0))
-    count, cpu, wall = 0, cpu_seconds(), time.perf_counter()
     iterator = iter(loader)
-    for _ in range(min(batches, len(loader))):
-        images = next(iterator)[0]
+
+    def step(batches: Iterator) -> int:
+        images = next(batches)[0]
         if normalise is not None:
             images = normalise(images, train=False)  # uint8 -> normalised float, as on the device
-        count += len(images)
-    del iterator  # joins the workers, so their CPU time is counted
-    return count / (cpu_seconds() - cpu), count / (time.perf_counter() - wall)
+        return len(images)
+
+    step(iterator)
+    pids = [worker.pid for worker in getattr(iterator, "_workers", [])]
+    cpu, wall = cpu_seconds(pids), time.perf_counter()
+    count = sum(step(iterator) for _ in range(min(batches, len(loader) - 1)))
+    cpu, wall = cpu_seconds(pids) - cpu, time.perf_counter() - wall
+    del iterator
+    return count / cpu, count / wall
 
 
 def decode_rates(files: list[str], rounds: int) -> dict[str, float]:
@@ -142,6 +160,34 @@ def decode_rates(files: list[str], rounds: int) -> dict[str, float]:
     return {name: statistics.median(r) for name, r in rates.items()}
 
 
+ALLOCATORS = {"glibc default": False, "retain_freed_memory": True}  # as train.py runs with retain_freed_memory=...
+BASELINE = "torchvision ImageFolder + PIL transforms"
+
+
+def measure_pipelines(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """{"train, 0 workers": {pipeline: median images per CPU second, pipeline + " (wall)": per wall second}}."""
+    torch.set_num_threads(1)  # the loader's main process, as in a training run with workers busy decoding
+    normalise = BatchAugment(IMAGENET_MEAN, IMAGENET_STD)
+    pipelines = {
+        BASELINE: lambda train: (torchvision_dataset(args.folder, train), None),
+        "noisylab, full decode (before)": lambda train: (noisylab_dataset(args.folder, train, FullDecodeDataset),
+                                                         normalise),
+        "noisylab (reduced-size decode)": lambda train: (noisylab_dataset(args.folder, train), normalise),
+    }
+    figures: dict[str, dict[str, float]] = {}
+    for train in (True, False):
+        for workers in args.workers:
+            results: dict[str, list[tuple[float, float]]] = {name: [] for name in pipelines}
+            for _ in range(args.rounds):
+                for name, make in pipelines.items():
+                    dataset, norm = make(train)
+                    results[name].append(measure(dataset, workers, args.batch_size, args.batches, norm))
+            figures[f"{'train' if train else 'eval'}, {workers} workers"] = {
+                **{name: statistics.median(r[0] for r in runs) for name, runs in results.items()},
+                **{f"{name} (wall)": statistics.median(r[1] for r in runs) for name, runs in results.items()}}
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build", type=Path, help="write the JPEG folder here and exit")
@@ -154,33 +200,33 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batches", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--allocator", choices=ALLOCATORS, help=argparse.SUPPRESS)  # one child's setting
     args = parser.parse_args()
     if args.build is not None:
         build_folder(args.build, args.images, args.min_side, args.max_side, args.seed)
         return
     if args.folder is None:
         parser.error("give --folder (or --build to make one)")
-    torch.set_num_threads(1)  # the loader's main process, as in a training run with workers busy decoding
-    normalise = BatchAugment(IMAGENET_MEAN, IMAGENET_STD)
-    pipelines = {
-        "torchvision ImageFolder + PIL transforms": lambda train: (torchvision_dataset(args.folder, train), None),
-        "noisylab, full decode (before)": lambda train: (noisylab_dataset(args.folder, train, FullDecodeDataset),
-                                                         normalise),
-        "noisylab (reduced-size decode)": lambda train: (noisylab_dataset(args.folder, train), normalise),
-    }
-    for train in (True, False):
-        for workers in args.workers:
-            results: dict[str, list[tuple[float, float]]] = {name: [] for name in pipelines}
-            for _ in range(args.rounds):
-                for name, make in pipelines.items():
-                    dataset, norm = make(train)
-                    results[name].append(measure(dataset, workers, args.batch_size, args.batches, norm))
-            base = statistics.median(r[0] for r in results["torchvision ImageFolder + PIL transforms"])
-            print(f"\n{'train (RRC 224 + flip)' if train else 'eval (resize 256, centre crop 224)'}, "
-                  f"{workers} workers, medians of {args.rounds} rounds:")
-            for name, runs in results.items():
-                per_core, wall = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
-                print(f"  {name:42s} {per_core:7.1f} img/s per core  {wall:7.1f} img/s wall  "
+    if args.allocator is not None:
+        retain_freed_memory(ALLOCATORS[args.allocator])
+        print(json.dumps(measure_pipelines(args)))
+        return
+    # glibc's settings are per process and cannot be undone: each allocator setting measures in its own child.
+    by_allocator = {}
+    for allocator in ALLOCATORS:
+        print(f"measuring with the {allocator} allocator settings ...", flush=True)
+        child = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--allocator", allocator],
+                               capture_output=True, text=True, check=True)
+        by_allocator[allocator] = json.loads(child.stdout.strip().splitlines()[-1])
+    for setting in by_allocator["glibc default"]:
+        phase = "train (RRC 224 + flip)" if setting.startswith("train") else "eval (resize 256, centre crop 224)"
+        base = by_allocator["glibc default"][setting][BASELINE]
+        print(f"\n{phase}, {setting.split(', ')[1]}, steady state, medians of {args.rounds} rounds "
+              f"(x: per core against {BASELINE} with glibc's defaults):")
+        for allocator, figures in by_allocator.items():
+            for name in (n for n in figures[setting] if not n.endswith("(wall)")):
+                per_core, wall = figures[setting][name], figures[setting][f"{name} (wall)"]
+                print(f"  {name:42s} {allocator:20s} {per_core:7.1f} img/s per core  {wall:7.1f} img/s wall  "
                       f"x{per_core / base:.2f}")
     files = sorted(str(p) for p in (args.folder / "train").rglob("*.jpg"))[:256]
     print(f"\nfull-size decoding only ({len(files)} files, one process, medians of {args.rounds} rounds):")

@@ -37,6 +37,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from noisylab.train import build_datamodule, build_method
+from noisylab.utils.allocator import retain_freed_memory
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = {
@@ -65,6 +66,7 @@ def epoch_seconds(overrides: list[str], epochs: int) -> tuple[list[float], float
     """Durations of the epochs after the first, and DivideMix's labeled share p of the last division."""
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
+    retain_freed_memory(cfg.retain_freed_memory)  # as train.py runs it
     L.seed_everything(0, verbose=False)
     datamodule = build_datamodule(cfg)
     method = build_method(cfg, datamodule)

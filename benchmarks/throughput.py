@@ -25,6 +25,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from noisylab.train import build_datamodule, build_method
+from noisylab.utils.allocator import retain_freed_memory
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -132,7 +133,9 @@ def hand_written_throughput(cfg, built: dict, epochs: int, device: torch.device,
 
 def measure(cfg, epochs: int, rounds: int, steps: int | None = None) -> dict:  # noqa: ANN001
     """Both loops taking turns for `rounds` rounds: per-epoch images/s of each, their medians and the ratio
-    train.py / hand-written (>= 1: the framework is as fast)."""
+    train.py / hand-written (>= 1: the framework is as fast). Both run under the allocator setting train.py
+    would use (`retain_freed_memory`, default true; give retain_freed_memory=false for glibc's defaults)."""
+    retain_freed_memory(cfg.get("retain_freed_memory", True))
     device = device_of(cfg)
     ours_all: list[float] = []
     theirs_all: list[float] = []

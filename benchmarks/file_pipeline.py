@@ -126,6 +126,9 @@ def measure(dataset: Dataset, workers: int, batch_size: int, batches: int, norma
 
     step(iterator)
     pids = [worker.pid for worker in getattr(iterator, "_workers", [])]
+    if len(pids) != workers:  # the loader's private list of workers moved: their CPU time would go uncounted
+        raise SystemExit(f"found {len(pids)} of the {workers} DataLoader workers to measure; this torch "
+                         f"{torch.__version__} keeps them elsewhere than _MultiProcessingDataLoaderIter._workers")
     cpu, wall = cpu_seconds(pids), time.perf_counter()
     count = sum(step(iterator) for _ in range(min(batches, len(loader) - 1)))
     cpu, wall = cpu_seconds(pids) - cpu, time.perf_counter() - wall
@@ -216,7 +219,7 @@ def main() -> None:
     for allocator in ALLOCATORS:
         print(f"measuring with the {allocator} allocator settings ...", flush=True)
         child = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--allocator", allocator],
-                               capture_output=True, text=True, check=True)
+                               stdout=subprocess.PIPE, text=True, check=True)  # its errors reach stderr
         by_allocator[allocator] = json.loads(child.stdout.strip().splitlines()[-1])
     for setting in by_allocator["glibc default"]:
         phase = "train (RRC 224 + flip)" if setting.startswith("train") else "eval (resize 256, centre crop 224)"

@@ -11,18 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from noisylab.utils.allocator import glibc_version, retain_freed_memory
 from tests.conftest import QUICK, run_train
 
-
-def _glibc() -> bool:
-    try:
-        return bool(os.confstr("CS_GNU_LIBC_VERSION"))
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
-needs_glibc = pytest.mark.skipif(not _glibc(), reason="retain_freed_memory sets glibc's malloc; this C library is "
-                                 "not glibc")
+needs_glibc = pytest.mark.skipif(glibc_version() is None,
+                                 reason="retain_freed_memory sets glibc's malloc; this C library is not glibc")
 
 # Each step in one fresh interpreter (glibc's settings are per process and cannot be undone), in this order:
 # the calls that must leave glibc alone first, then the one that sets it.
@@ -55,8 +48,6 @@ def test_freed_blocks_are_reused_without_page_faults_unless_off_or_tuned_by_the_
 
 
 def test_a_value_that_is_no_flag_is_refused_by_name() -> None:
-    from noisylab.utils.allocator import retain_freed_memory
-
     with pytest.raises(ValueError, match=r"retain_freed_memory='yes please': must be true or false"):
         retain_freed_memory("yes please")  # type: ignore[arg-type]
 

@@ -48,6 +48,14 @@ def _user_tuned_malloc() -> str | None:
     return None
 
 
+def glibc_version() -> str | None:
+    """"glibc 2.36" where the C library is glibc, else None (musl, macOS, Windows)."""
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION") or None
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 def retain_freed_memory(enabled: bool = True) -> bool:
     """Raise glibc's mmap and trim thresholds (see the module docstring); True when they were set.
 
@@ -63,11 +71,8 @@ def retain_freed_memory(enabled: bool = True) -> bool:
     if (user := _user_tuned_malloc()) is not None:
         log.debug("retain_freed_memory: %s is set; glibc's malloc keeps the user's settings", user)
         return False
-    try:
-        glibc = os.confstr("CS_GNU_LIBC_VERSION")
-    except (AttributeError, ValueError, OSError):
-        glibc = None
-    if not glibc:
+    glibc = glibc_version()
+    if glibc is None:
         log.debug("retain_freed_memory: the C library is not glibc; nothing to set")
         return False
     mallopt = ctypes.CDLL(None).mallopt

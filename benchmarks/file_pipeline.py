@@ -163,6 +163,29 @@ def decode_rates(files: list[str], rounds: int) -> dict[str, float]:
     return {name: statistics.median(r) for name, r in rates.items()}
 
 
+def normalise_times(batch_size: int, rounds: int) -> dict[str, float]:
+    """Milliseconds per uint8 batch (batch_size x 3 x 224 x 224, one thread) of BatchAugment's evaluation pass
+    (one float copy, normalised in place) against the out-of-place form it replaced (a batch-sized float
+    tensor for each step): the main process's share of the pipeline."""
+    torch.set_num_threads(1)
+    augment = BatchAugment(IMAGENET_MEAN, IMAGENET_STD)
+    images = torch.randint(0, 256, (batch_size, 3, 224, 224), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    runs: dict[str, Callable[[], object]] = {
+        "BatchAugment(train=False), in place": lambda: augment(images, train=False),
+        "out of place (before)": lambda: augment.normalise(images.float().div_(255.0)),
+    }
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            run()
+            start = time.perf_counter()
+            for _ in range(20):
+                run()
+            times[name].append((time.perf_counter() - start) / 20 * 1000)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 ALLOCATORS = {"glibc default": False, "retain_freed_memory": True}  # as train.py runs with retain_freed_memory=...
 BASELINE = "torchvision ImageFolder + PIL transforms"
 
@@ -235,6 +258,10 @@ def main() -> None:
     print(f"\nfull-size decoding only ({len(files)} files, one process, medians of {args.rounds} rounds):")
     for name, rate in decode_rates(files, args.rounds).items():
         print(f"  {name:42s} {rate:7.1f} img/s")
+    retain_freed_memory(True)  # the children are done; this process measures as train.py runs
+    print(f"\nnormalising one uint8 batch of {args.batch_size} (one thread, medians of {args.rounds} rounds):")
+    for name, ms in normalise_times(args.batch_size, args.rounds).items():
+        print(f"  {name:42s} {ms:7.2f} ms per batch")
 
 
 if __name__ == "__main__":

@@ -223,6 +223,20 @@ def test_augment_eval_only_normalises():
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_augment_normalises_to_the_same_values_as_out_of_place_and_leaves_its_input_alone():
+    """forward normalises in place on its own float copy: bit for bit the values of (x / 255 - mean) / std
+    computed out of place, and a float32 batch passed in is not changed (one batch can make several views)."""
+    augment = BatchAugment(MEAN, STD)
+    images = _random_uint8(16)
+    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    assert torch.equal(augment(images, train=False), (images.float() / 255.0 - mean) / std)
+    floats = images.float()
+    before = floats.clone()
+    views = [augment(floats, train=True) for _ in range(2)]
+    assert torch.equal(floats, before)
+    assert torch.equal(views[0], views[1]) and torch.equal(views[0], augment(images, train=False))
+
+
 def test_augment_train_without_crop_or_flip_is_eval():
     """No crop and no flip: training and evaluation outputs agree."""
     images = _random_uint8(8)

@@ -163,10 +163,12 @@ def decode_rates(files: list[str], rounds: int) -> dict[str, float]:
     return {name: statistics.median(r) for name, r in rates.items()}
 
 
-def normalise_times(batch_size: int, rounds: int) -> dict[str, float]:
-    """Milliseconds per uint8 batch (batch_size x 3 x 224 x 224, one thread) of BatchAugment's evaluation pass
-    (one float copy, normalised in place) against the out-of-place form it replaced (a batch-sized float
-    tensor for each step): the main process's share of the pipeline."""
+def normalise_times(batch_size: int, rounds: int) -> dict[str, dict[str, float]]:
+    """{form: {"ms": milliseconds, "faults": minor page faults}} per uint8 batch (batch_size x 3 x 224 x 224,
+    one thread) of BatchAugment's evaluation pass (one float copy, normalised in place) and of the
+    out-of-place form it replaced (a batch-sized float tensor for each step): the main process's share of the
+    pipeline. Under glibc's defaults the freed temporaries exceed its trim threshold, so their pages fault
+    again on every batch."""
     torch.set_num_threads(1)
     augment = BatchAugment(IMAGENET_MEAN, IMAGENET_STD)
     images = torch.randint(0, 256, (batch_size, 3, 224, 224), dtype=torch.uint8,
@@ -176,14 +178,16 @@ def normalise_times(batch_size: int, rounds: int) -> dict[str, float]:
         "out of place (before)": lambda: augment.normalise(images.float().div_(255.0)),
     }
     times: dict[str, list[float]] = {name: [] for name in runs}
+    faults: dict[str, list[int]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
             run()
-            start = time.perf_counter()
+            start, first = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             for _ in range(20):
                 run()
             times[name].append((time.perf_counter() - start) / 20 * 1000)
-    return {name: statistics.median(t) for name, t in times.items()}
+            faults[name].append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - first) / 20)
+    return {name: {"ms": statistics.median(times[name]), "faults": statistics.median(faults[name])} for name in runs}
 
 
 ALLOCATORS = {"glibc default": False, "retain_freed_memory": True}  # as train.py runs with retain_freed_memory=...
@@ -235,7 +239,8 @@ def main() -> None:
         parser.error("give --folder (or --build to make one)")
     if args.allocator is not None:
         retain_freed_memory(ALLOCATORS[args.allocator])
-        print(json.dumps(measure_pipelines(args)))
+        print(json.dumps({"pipelines": measure_pipelines(args),
+                          "normalise": normalise_times(args.batch_size, args.rounds)}))
         return
     # glibc's settings are per process and cannot be undone: each allocator setting measures in its own child.
     by_allocator = {}
@@ -244,12 +249,13 @@ def main() -> None:
         child = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--allocator", allocator],
                                stdout=subprocess.PIPE, text=True, check=True)  # its errors reach stderr
         by_allocator[allocator] = json.loads(child.stdout.strip().splitlines()[-1])
-    for setting in by_allocator["glibc default"]:
+    pipelines = {allocator: figures["pipelines"] for allocator, figures in by_allocator.items()}
+    for setting in pipelines["glibc default"]:
         phase = "train (RRC 224 + flip)" if setting.startswith("train") else "eval (resize 256, centre crop 224)"
-        base = by_allocator["glibc default"][setting][BASELINE]
+        base = pipelines["glibc default"][setting][BASELINE]
         print(f"\n{phase}, {setting.split(', ')[1]}, steady state, medians of {args.rounds} rounds "
               f"(x: per core against {BASELINE} with glibc's defaults):")
-        for allocator, figures in by_allocator.items():
+        for allocator, figures in pipelines.items():
             for name in (n for n in figures[setting] if not n.endswith("(wall)")):
                 per_core, wall = figures[setting][name], figures[setting][f"{name} (wall)"]
                 print(f"  {name:42s} {allocator:20s} {per_core:7.1f} img/s per core  {wall:7.1f} img/s wall  "
@@ -258,10 +264,11 @@ def main() -> None:
     print(f"\nfull-size decoding only ({len(files)} files, one process, medians of {args.rounds} rounds):")
     for name, rate in decode_rates(files, args.rounds).items():
         print(f"  {name:42s} {rate:7.1f} img/s")
-    retain_freed_memory(True)  # the children are done; this process measures as train.py runs
     print(f"\nnormalising one uint8 batch of {args.batch_size} (one thread, medians of {args.rounds} rounds):")
-    for name, ms in normalise_times(args.batch_size, args.rounds).items():
-        print(f"  {name:42s} {ms:7.2f} ms per batch")
+    for allocator, figures in by_allocator.items():
+        for name, figure in figures["normalise"].items():
+            print(f"  {name:42s} {allocator:20s} {figure['ms']:7.2f} ms per batch  {figure['faults']:6.0f} minor "
+                  "faults per batch")
 
 
 if __name__ == "__main__":

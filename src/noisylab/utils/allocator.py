@@ -4,10 +4,10 @@ Why: PyTorch's CPU allocator keeps no cache; every CPU tensor is a malloc and ev
 blocks above its mmap threshold (128 KiB at start, adjusted as it goes, never above 32 MiB) with fresh pages from
 the kernel and gives the top of its heap back once more than the trim threshold is free. A training step frees
 and re-allocates the same image-, batch- and activation-sized blocks over and over, so it page-faults on every
-page of them, every step: measured here, ~440 minor faults per image in the image-file pipeline, and 15M
-faults with 37 s of system time (2.3 s with these settings) in a CPU throughput benchmark (benchmarks/README.md,
-"Memory allocator"). The usual advice is to preload jemalloc or tcmalloc; two glibc settings give the reuse
-that matters here with nothing to install.
+page of them, every step: measured here, 15M faults with 37 s of system time (2.3 s with these settings) in a
+CPU throughput benchmark, and ~440 minor faults per image in the image-file pipeline until its normalisation
+stopped making batch-sized temporaries (benchmarks/README.md, "Memory allocator"). The usual advice is to
+preload jemalloc or tcmalloc; two glibc settings give the reuse that matters here with nothing to install.
 
 Both are set: setting either turns glibc's own adjustment off, and the trim threshold alone would leave large
 blocks on mmap. The price is resident memory: up to RETAIN_BYTES of freed memory stays with each process

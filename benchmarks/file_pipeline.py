@@ -8,7 +8,10 @@ uint8 batches to the main process, which normalises them (on the device; on the 
 contention changes the wall time far more than the CPU time. Figures are of the steady state: from the end of
 an epoch's first batch (worker start-up left out). Pipelines take turns for --rounds rounds; the figures are
 medians. Each runs under glibc's default allocator settings and under retain_freed_memory (what train.py sets,
-src/noisylab/utils/allocator.py), each setting in a process of its own.
+src/noisylab/utils/allocator.py), each setting in a process of its own (--allocators: a subset). Where CUDA is
+present, two more pipelines copy their batches, pinned, to the GPU (noisylab's normalised there, as in
+training), and the decode figures include decode_jpeg on the GPU. --json writes every figure to a file
+(benchmarks/gpu_suite.py's image_files part reads it).
 
     python benchmarks/file_pipeline.py --build /tmp/jpeg-folder        # 2000 CIFAR-10 JPEGs at 256-500 px
     python benchmarks/file_pipeline.py --build /tmp/jpeg-large --min-side 640 --max-side 1200 --images 600
@@ -16,7 +19,8 @@ src/noisylab/utils/allocator.py), each setting in a process of its own.
 
 The folder is built from ../shared/data/cifar10/cifar10-jpeg.tar.xz: the first --images/10 images of each
 class, upscaled (bicubic) to a random width and height in [--min-side, --max-side] (seed --seed), saved as
-JPEG quality 90 in ImageFolder's layout (<folder>/train/<class>/<file>.jpg, and a copy of every tenth in val/).
+JPEG quality 90 in ImageFolder's layout (<folder>/train/<class>/<file>.jpg, and a copy of each
+class's 1st, 11th, 21st, ... image in val/, so that even a tiny folder has one).
 """
 
 from __future__ import annotations
@@ -46,18 +50,20 @@ from noisylab.data.augment import BatchAugment
 from noisylab.data.files import IMAGENET_MEAN, IMAGENET_STD, FileDataset
 from noisylab.data.folders import load_image_folder
 from noisylab.utils.allocator import retain_freed_memory
+from noisylab.utils.atomic import atomic_write_text
 
 TARBALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "cifar10-jpeg.tar.xz"
 
 
-def build_folder(dest: Path, images: int, min_side: int, max_side: int, seed: int) -> None:
+def build_folder(dest: Path, images: int, min_side: int, max_side: int, seed: int, tarball: Path = TARBALL) -> None:
     """CIFAR-10 JPEGs upscaled to web-image sizes, in ImageFolder's layout under dest/{train,val}."""
-    if not TARBALL.is_file():
-        raise SystemExit(f"{TARBALL} not found: this option needs the project's ../shared/data folder")
+    if not tarball.is_file():
+        raise SystemExit(f"{tarball} not found: --build needs the CIFAR-10 JPEG tarball (../shared/data, or "
+                         "--tarball)")
     rng = np.random.default_rng(seed)
     per_class = max(1, images // 10)
     seen: dict[str, int] = {}
-    with tarfile.open(TARBALL, "r:xz") as tar:
+    with tarfile.open(tarball, "r:xz") as tar:
         for member in tar:
             if not member.isfile():
                 continue
@@ -70,7 +76,7 @@ def build_folder(dest: Path, images: int, min_side: int, max_side: int, seed: in
             image = Image.open(io.BytesIO(tar.extractfile(member).read())).convert("RGB")
             width, height = (int(v) for v in rng.integers(min_side, max_side + 1, 2))
             image = image.resize((width, height), Image.BICUBIC)
-            for part in ("train",) + (("val",) if k % 10 == 0 else ()):
+            for part in ("train",) + (("val",) if k % 10 == 1 else ()):
                 (dest / part / name).mkdir(parents=True, exist_ok=True)
                 image.save(dest / part / name / f"{split}_{file}", quality=90)
     print(f"wrote {sum(seen.values())} images ({min_side}-{max_side} px) to {dest}/train")
@@ -111,17 +117,21 @@ def cpu_seconds(workers: list[int]) -> float:
 
 
 def measure(dataset: Dataset, workers: int, batch_size: int, batches: int, normalise: BatchAugment | None,
-            pin_memory: bool = False) -> tuple[float, float]:
+            device: str = "cpu") -> tuple[float, float]:
     """(images per CPU second, images per wall second) in the steady state: over `batches` batches after the
-    first (worker start-up and the first fetch are left out, as they are a fixed cost of an epoch)."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, pin_memory=pin_memory,
+    first (worker start-up and the first fetch are left out, as they are a fixed cost of an epoch). On "cuda"
+    the loader pins its batches (as the datamodule does) and each is copied to the GPU, and normalised there."""
+    cuda = device == "cuda"
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, pin_memory=cuda,
                         generator=torch.Generator().manual_seed(0))
     iterator = iter(loader)
 
     def step(batches: Iterator) -> int:
-        images = next(batches)[0]
+        images = next(batches)[0].to(device, non_blocking=cuda)
         if normalise is not None:
             images = normalise(images, train=False)  # uint8 -> normalised float, as on the device
+        if cuda:
+            torch.cuda.synchronize()
         return len(images)
 
     step(iterator)
@@ -153,7 +163,12 @@ def decode_rates(files: list[str], rounds: int) -> dict[str, float]:
         "Pillow draft, 1/2 size": lambda: [pil(f, 2) for f in files],
     }
     if torch.cuda.is_available():
-        runs["decode_jpeg on the GPU (batched)"] = lambda: (decode_jpeg(data, device="cuda"), torch.cuda.synchronize())
+        try:  # a torchvision built without nvjpeg says so here, and the other figures still count
+            decode_jpeg(data[:2], device="cuda")
+            runs["decode_jpeg on the GPU (batched)"] = lambda: (decode_jpeg(data, device="cuda"),
+                                                                torch.cuda.synchronize())
+        except RuntimeError as error:
+            print(f"decode_jpeg on the GPU is not measured: {error}", file=sys.stderr)
     rates: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
@@ -198,20 +213,25 @@ def measure_pipelines(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     """{"train, 0 workers": {pipeline: median images per CPU second, pipeline + " (wall)": per wall second}}."""
     torch.set_num_threads(1)  # the loader's main process, as in a training run with workers busy decoding
     normalise = BatchAugment(IMAGENET_MEAN, IMAGENET_STD)
-    pipelines = {
-        BASELINE: lambda train: (torchvision_dataset(args.folder, train), None),
+    pipelines: dict[str, Callable[[bool], tuple[Dataset, BatchAugment | None, str]]] = {
+        BASELINE: lambda train: (torchvision_dataset(args.folder, train), None, "cpu"),
         "noisylab, full decode (before)": lambda train: (noisylab_dataset(args.folder, train, FullDecodeDataset),
-                                                         normalise),
-        "noisylab (reduced-size decode)": lambda train: (noisylab_dataset(args.folder, train), normalise),
+                                                         normalise, "cpu"),
+        "noisylab (reduced-size decode)": lambda train: (noisylab_dataset(args.folder, train), normalise, "cpu"),
     }
+    if torch.cuda.is_available():  # what a GPU run does: pinned batches copied to the GPU (and normalised there)
+        on_gpu = BatchAugment(IMAGENET_MEAN, IMAGENET_STD).to("cuda")
+        pipelines[f"{BASELINE} -> GPU"] = lambda train: (torchvision_dataset(args.folder, train), None, "cuda")
+        pipelines["noisylab (reduced-size decode) -> GPU"] = lambda train: (noisylab_dataset(args.folder, train),
+                                                                            on_gpu, "cuda")
     figures: dict[str, dict[str, float]] = {}
     for train in (True, False):
         for workers in args.workers:
             results: dict[str, list[tuple[float, float]]] = {name: [] for name in pipelines}
             for _ in range(args.rounds):
                 for name, make in pipelines.items():
-                    dataset, norm = make(train)
-                    results[name].append(measure(dataset, workers, args.batch_size, args.batches, norm))
+                    dataset, norm, device = make(train)
+                    results[name].append(measure(dataset, workers, args.batch_size, args.batches, norm, device))
             figures[f"{'train' if train else 'eval'}, {workers} workers"] = {
                 **{name: statistics.median(r[0] for r in runs) for name, runs in results.items()},
                 **{f"{name} (wall)": statistics.median(r[1] for r in runs) for name, runs in results.items()}}
@@ -225,15 +245,19 @@ def main() -> None:
     parser.add_argument("--min-side", type=int, default=256)
     parser.add_argument("--max-side", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tarball", type=Path, default=TARBALL, help=f"for --build (default {TARBALL})")
+    parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument("--folder", type=Path, help="an ImageFolder layout with train/ and val/")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batches", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--allocators", nargs="+", choices=ALLOCATORS, default=list(ALLOCATORS),
+                        help="allocator settings to measure under (default both; x is against the first's baseline)")
     parser.add_argument("--allocator", choices=ALLOCATORS, help=argparse.SUPPRESS)  # one child's setting
     args = parser.parse_args()
     if args.build is not None:
-        build_folder(args.build, args.images, args.min_side, args.max_side, args.seed)
+        build_folder(args.build, args.images, args.min_side, args.max_side, args.seed, args.tarball)
         return
     if args.folder is None:
         parser.error("give --folder (or --build to make one)")
@@ -244,17 +268,18 @@ def main() -> None:
         return
     # glibc's settings are per process and cannot be undone: each allocator setting measures in its own child.
     by_allocator = {}
-    for allocator in ALLOCATORS:
+    for allocator in args.allocators:
         print(f"measuring with the {allocator} allocator settings ...", flush=True)
         child = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--allocator", allocator],
                                stdout=subprocess.PIPE, text=True, check=True)  # its errors reach stderr
         by_allocator[allocator] = json.loads(child.stdout.strip().splitlines()[-1])
     pipelines = {allocator: figures["pipelines"] for allocator, figures in by_allocator.items()}
-    for setting in pipelines["glibc default"]:
+    first = args.allocators[0]
+    for setting in pipelines[first]:
         phase = "train (RRC 224 + flip)" if setting.startswith("train") else "eval (resize 256, centre crop 224)"
-        base = pipelines["glibc default"][setting][BASELINE]
+        base = pipelines[first][setting][BASELINE]
         print(f"\n{phase}, {setting.split(', ')[1]}, steady state, medians of {args.rounds} rounds "
-              f"(x: per core against {BASELINE} with glibc's defaults):")
+              f"(x: per core against {BASELINE} with the {first} settings):")
         for allocator, figures in pipelines.items():
             for name in (n for n in figures[setting] if not n.endswith("(wall)")):
                 per_core, wall = figures[setting][name], figures[setting][f"{name} (wall)"]
@@ -262,13 +287,21 @@ def main() -> None:
                       f"x{per_core / base:.2f}")
     files = sorted(str(p) for p in (args.folder / "train").rglob("*.jpg"))[:256]
     print(f"\nfull-size decoding only ({len(files)} files, one process, medians of {args.rounds} rounds):")
-    for name, rate in decode_rates(files, args.rounds).items():
+    decoding = decode_rates(files, args.rounds)
+    for name, rate in decoding.items():
         print(f"  {name:42s} {rate:7.1f} img/s")
     print(f"\nnormalising one uint8 batch of {args.batch_size} (one thread, medians of {args.rounds} rounds):")
     for allocator, figures in by_allocator.items():
         for name, figure in figures["normalise"].items():
             print(f"  {name:42s} {allocator:20s} {figure['ms']:7.2f} ms per batch  {figure['faults']:6.0f} minor "
                   "faults per batch")
+    if args.json is not None:
+        atomic_write_text(args.json, json.dumps({
+            "baseline": BASELINE, "cpu_count": os.cpu_count(), "cuda": torch.cuda.is_available(),
+            "allocators": args.allocators, "batch_size": args.batch_size, "batches": args.batches,
+            "rounds": args.rounds, "workers": args.workers,
+            "images_per_cpu_second": pipelines, "decode_images_per_second": decoding,
+            "normalise": {allocator: figures["normalise"] for allocator, figures in by_allocator.items()}}, indent=1))
 
 
 if __name__ == "__main__":

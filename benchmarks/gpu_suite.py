@@ -12,6 +12,9 @@ each, so a run cut short still returns what it measured:
                  test/acc (SimCLR, which tests nothing, its val/loss/best)
   throughput     images/s of train.py's loop against a hand-written loop (benchmarks/throughput.py), CE, for
                  preact_resnet18 and cnn8, with and without method.channels_last / method.compile, in one process
+  image_files    benchmarks/file_pipeline.py on CIFAR-10 JPEGs upscaled to 256-500 px, with 0, 4 and 8 workers:
+                 noisylab's image-file pipeline against torchvision's per CPU core, the pinned copy to the GPU,
+                 decode_jpeg on the GPU
   drainage       the Drainage paper's CIFAR-10 asymmetric 0.45 row (experiment=drainage_cifar10 and _ce, two
                  processes at once on the one GPU), as many of its 120 epochs as the time left allows
 
@@ -29,6 +32,7 @@ import math
 import os
 import pickle
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,9 +44,12 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-PARTS = ("build_cifar10", "smoke", "throughput", "drainage")
-GPU_BUDGETS = {"build_cifar10": 60, "smoke": 150, "throughput": 150, "drainage": 120}  # seconds; 8 minutes in all
-DRY_BUDGETS = {"build_cifar10": 60, "smoke": 300, "throughput": 300, "drainage": 300}  # bounds for a loaded CI box
+PARTS = ("build_cifar10", "smoke", "throughput", "image_files", "drainage")
+NEEDS_CIFAR10 = {"smoke", "throughput", "drainage"}  # the parts that train on the built CIFAR-10
+# Seconds; 8 minutes in all.
+GPU_BUDGETS = {"build_cifar10": 60, "smoke": 150, "throughput": 150, "image_files": 60, "drainage": 60}
+# Bounds for a loaded CI box.
+DRY_BUDGETS = {"build_cifar10": 60, "smoke": 300, "throughput": 300, "image_files": 120, "drainage": 300}
 ARCHIVE_FILES = ("make_cifar10.py", "cifar10-jpeg.tar.xz", "train_labels.npy", "test_labels.npy")
 ARCHIVE_DEFAULTS = (REPO / ".gpu_suite" / "cifar10", REPO.parent / "shared" / "data" / "cifar10")
 PUBLISHED = {"drainage": 82.23, "ce": 77.92}  # the Drainage paper, CIFAR-10, asymmetric 0.45 (docs/reproduce.md)
@@ -74,6 +81,8 @@ class Settings:
     throughput_steps: int
     throughput_epochs: int
     drainage_epochs: int | None  # None: as many of the preset's 120 as the budget allows
+    image_files_build: list[str]  # benchmarks/file_pipeline.py's options: the JPEG folder it builds
+    image_files_measure: list[str]  # and what it measures on it
     data_overrides: list[str] = field(default_factory=list)  # sizes for the tiny synthetic data
     smoke_overrides: list[str] = field(default_factory=list)
 
@@ -85,10 +94,14 @@ def settings_for(args: argparse.Namespace) -> Settings:
         # CPU seconds per step and goes through the same code): the dry run checks the suite, not the speed.
         return Settings(True, "cpu", args.precisions or ["32-true"], 2, ["cnn8"],
                         [(False, False), (True, False)], 1, 1, args.drainage_epochs or 1,
+                        ["--images", "40", "--min-side", "32", "--max-side", "64"],
+                        ["--workers", "0", "--rounds", "1", "--batches", "2", "--batch-size", "8"],
                         ["data.val_size=10", "data.batch_size=4"], ["model=small_cnn"])
     variants = [(False, False), (True, False), (False, True), (True, True)]  # the compiled ones last
+    # The image-file pipeline with the lent machine's cores: as many workers as the 2-core VM could not run.
     return Settings(False, "gpu", args.precisions or ["bf16-mixed", "16-mixed"], 20, ["preact_resnet18", "cnn8"],
-                    variants, 100, 2, args.drainage_epochs)
+                    variants, 100, 2, args.drainage_epochs, ["--images", "1000"],
+                    ["--workers", "0", "4", "8", "--rounds", "1", "--batches", "20"])
 
 
 class Clock:
@@ -357,6 +370,46 @@ def part_throughput(ctx: Suite, budget: float) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- part 4
+def part_image_files(ctx: Suite, budget: float) -> dict:
+    """benchmarks/file_pipeline.py on CIFAR-10 JPEGs upscaled to 256-500 px: noisylab's image-file pipeline
+    against torchvision's, per CPU core, with more workers than the 2-core VM allows, under train.py's
+    allocator setting; where CUDA is present also the pinned copy to the GPU and decode_jpeg on the GPU."""
+    archive = find_archive(ctx.args.cifar_archive)
+    if archive is None:
+        return {"status": "skipped", "reason": "no archive (see build_cifar10) to build the JPEG folder from"}
+    s = ctx.settings
+    script, folder = str(REPO / "benchmarks" / "file_pipeline.py"), ctx.args.scratch / "jpeg-files"
+    out, logs = ctx.args.scratch / "file_pipeline.json", ctx.args.scratch / "logs"
+    out.unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)  # a folder left by a run stopped mid-build would be incomplete
+    deadline = time.monotonic() + budget
+    ctx.clock.say(f"image_files: building a JPEG folder ({' '.join(s.image_files_build)}) from {archive}")
+    build = [sys.executable, script, "--build", str(folder), "--tarball", str(archive / "cifar10-jpeg.tar.xz"),
+             *s.image_files_build]
+    (code,) = run_bounded([build], budget, [logs / "image_files_build.log"])
+    if code == 0:
+        ctx.clock.say(f"image_files: measuring ({' '.join(s.image_files_measure)})")
+        measure = [sys.executable, script, "--folder", str(folder), *s.image_files_measure,
+                   "--allocators", "retain_freed_memory", "--json", str(out)]
+        (code,) = run_bounded([measure], max(deadline - time.monotonic(), 1), [logs / "image_files.log"])
+    if code != 0 or not out.is_file():
+        log = logs / ("image_files.log" if (logs / "image_files.log").is_file() else "image_files_build.log")
+        state = "timeout" if code is None else "failed"
+        return {"status": state, "error": f"file_pipeline.py {state} ({code}); end of its log:\n{tail(log)}"}
+    report = json.loads(out.read_text())
+    rows = []
+    for allocator, settings in report["images_per_cpu_second"].items():
+        for setting, figures in settings.items():
+            base = figures[report["baseline"]]
+            rows += [{"setting": setting, "allocator": allocator, "pipeline": name, "images_per_cpu_second": rate,
+                      "images_per_wall_second": figures[f"{name} (wall)"], "x_torchvision_per_core": rate / base}
+                     for name, rate in figures.items() if not name.endswith("(wall)")]
+    return {"status": "ok", "cpu_count": report["cpu_count"], "cuda": report["cuda"], "baseline": report["baseline"],
+            "rows": rows, "decode_images_per_second": report["decode_images_per_second"],
+            "normalise": report["normalise"]}
+
+
+# ---------------------------------------------------------------------------------------------- part 5
 def planned_epochs(ctx: Suite, budget: float) -> tuple[int, str]:
     """The preset's 120 epochs, or as many as part 3's cnn8 rate says fit (two processes share the GPU:
     counted 1.5x slower, plus validation), with the cosine schedule over those epochs."""
@@ -441,6 +494,16 @@ def markdown(results: dict) -> str:
             lines.append(f"| {r['model']} | {r['channels_last']} | {r['compile']} | {r['precision']} | "
                          f"{r['batch_size']} | {r['noisylab_images_per_s']:.0f} | "
                          f"{r['hand_written_images_per_s']:.0f} | {r['ratio']:.3f} |")
+    if results.get("image_files", {}).get("rows"):
+        f = results["image_files"]
+        lines += ["", f"Image-file pipeline, {f['cpu_count']} CPU cores, CUDA {f['cuda']} (x: per core against "
+                  f"{f['baseline']}, same allocator setting):", "",
+                  "| pass, workers | pipeline | img/s per core | img/s wall | x |",
+                  "| --- | --- | ---: | ---: | ---: |"]
+        for r in f["rows"]:
+            lines.append(f"| {r['setting']} | {r['pipeline']} | {r['images_per_cpu_second']:.0f} | "
+                         f"{r['images_per_wall_second']:.0f} | {r['x_torchvision_per_core']:.2f} |")
+        lines += [""] + [f"- {name}: {rate:.0f} img/s" for name, rate in f["decode_images_per_second"].items()]
     if results.get("drainage", {}).get("runs"):
         d = results["drainage"]
         lines += ["", f"CIFAR-10, asymmetric 0.45, cnn8, seed 1: {d['epochs_planned']} epochs planned "
@@ -535,10 +598,11 @@ def main(argv: list[str] | None = None) -> None:
     ctx.results["suite"] = {"mode": "dry-run" if args.dry_run else "gpu", "budgets": ctx.budgets, "seconds": 0.0,
                             "started": time.strftime("%Y-%m-%d %H:%M:%S"), "parts": parts}
     steps: dict[str, Callable[[Suite, float], dict]] = {"build_cifar10": part_build, "smoke": part_smoke,
-                                                        "throughput": part_throughput, "drainage": part_drainage}
+                                                        "throughput": part_throughput,
+                                                        "image_files": part_image_files, "drainage": part_drainage}
     for part in parts:
         start = time.monotonic()
-        if part != "build_cifar10" and ctx.data_root is None:
+        if part in NEEDS_CIFAR10 and ctx.data_root is None:
             result = {"status": "skipped", "reason": "no CIFAR-10: part build_cifar10 did not build it"}
         else:
             budget = ctx.budgets[part]

@@ -22,6 +22,10 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 SMOKES = {"standard_drainage", "standard_dismax", "dividemix", "instancegm", "meta_weight_net", "simclr"}
 
 
+def finite_positive(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
 def write_fake_archive(folder: Path, n_train: int = 30, n_test: int = 10) -> Path:
     """make_cifar10.py's input at tiny size: {train,test}/<class>/<k>.jpg in cifar10-jpeg.tar.xz (k counting
     each class's occurrences in label order) and the label order in {train,test}_labels.npy."""
@@ -48,7 +52,8 @@ def write_fake_archive(folder: Path, n_train: int = 30, n_test: int = 10) -> Pat
 @pytest.mark.slow
 def test_dry_run_reports_every_part_with_finite_figures(tmp_path: Path) -> None:
     """Archive build (a tiny fake archive through the real make_cifar10.py, when ../shared has it), the
-    smoke of every method, the throughput ratios and the drainage row: JSON and markdown, finite numbers."""
+    smoke of every method, the throughput ratios, the image-file pipeline (on JPEGs from that archive) and
+    the drainage row: JSON and markdown, finite numbers."""
     args = ["--dry-run", "--scratch", str(tmp_path / "scratch"), "--out", str(tmp_path / "out")]
     have_builder = (SHARED_DATA / "cifar10" / "make_cifar10.py").is_file()
     if have_builder:
@@ -84,6 +89,19 @@ def test_dry_run_reports_every_part_with_finite_figures(tmp_path: Path) -> None:
         assert all(math.isfinite(row[k]) and row[k] > 0
                    for k in ("noisylab_images_per_s", "hand_written_images_per_s", "ratio"))
 
+    image_files = results["image_files"]
+    if have_builder:  # the JPEG folder is built from the archive's tarball
+        assert image_files["status"] == "ok", image_files.get("error")
+        rows = {(r["setting"], r["pipeline"]): r for r in image_files["rows"]}
+        assert {setting for setting, _ in rows} == {"train, 0 workers", "eval, 0 workers"}
+        for (_, pipeline), row in rows.items():
+            assert finite_positive(row["images_per_cpu_second"]) and finite_positive(row["x_torchvision_per_core"])
+            if pipeline == image_files["baseline"]:
+                assert row["x_torchvision_per_core"] == 1.0
+        assert all(finite_positive(rate) for rate in image_files["decode_images_per_second"].values())
+    else:
+        assert image_files["status"] == "skipped"
+
     drainage = results["drainage"]
     assert drainage["status"] == "ok" and drainage["schedule_complete"], drainage
     for name, published in (("drainage", 82.23), ("ce", 77.92)):
@@ -93,6 +111,7 @@ def test_dry_run_reports_every_part_with_finite_figures(tmp_path: Path) -> None:
 
     md = (tmp_path / "out" / "gpu_suite.md").read_text()
     assert "| dividemix | 32-true | yes |" in md and "82.23" in md and "| cnn8 | True | False |" in md
+    assert ("| train, 0 workers | noisylab (reduced-size decode) |" in md) == have_builder
 
 
 def test_a_gpu_run_without_the_archive_stops_before_anything_runs(tmp_path: Path) -> None:

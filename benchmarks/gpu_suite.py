@@ -98,7 +98,7 @@ def settings_for(args: argparse.Namespace) -> Settings:
                         ["--workers", "0", "--rounds", "1", "--batches", "2", "--batch-size", "8"],
                         ["data.val_size=10", "data.batch_size=4"], ["model=small_cnn"])
     variants = [(False, False), (True, False), (False, True), (True, True)]  # the compiled ones last
-    # The image-file pipeline with the lent machine's cores: as many workers as the 2-core VM could not run.
+    # The image-file pipeline on the lent machine's cores, with more workers than the 2-core VM can run.
     return Settings(False, "gpu", args.precisions or ["bf16-mixed", "16-mixed"], 20, ["preact_resnet18", "cnn8"],
                     variants, 100, 2, args.drainage_epochs, ["--images", "1000"],
                     ["--workers", "0", "4", "8", "--rounds", "1", "--batches", "20"])
@@ -386,14 +386,15 @@ def part_image_files(ctx: Suite, budget: float) -> dict:
     ctx.clock.say(f"image_files: building a JPEG folder ({' '.join(s.image_files_build)}) from {archive}")
     build = [sys.executable, script, "--build", str(folder), "--tarball", str(archive / "cifar10-jpeg.tar.xz"),
              *s.image_files_build]
-    (code,) = run_bounded([build], budget, [logs / "image_files_build.log"])
+    log = logs / "image_files_build.log"
+    (code,) = run_bounded([build], budget, [log])
     if code == 0:
         ctx.clock.say(f"image_files: measuring ({' '.join(s.image_files_measure)})")
         measure = [sys.executable, script, "--folder", str(folder), *s.image_files_measure,
                    "--allocators", "retain_freed_memory", "--json", str(out)]
-        (code,) = run_bounded([measure], max(deadline - time.monotonic(), 1), [logs / "image_files.log"])
+        log = logs / "image_files.log"
+        (code,) = run_bounded([measure], max(deadline - time.monotonic(), 1), [log])
     if code != 0 or not out.is_file():
-        log = logs / ("image_files.log" if (logs / "image_files.log").is_file() else "image_files_build.log")
         state = "timeout" if code is None else "failed"
         return {"status": state, "error": f"file_pipeline.py {state} ({code}); end of its log:\n{tail(log)}"}
     report = json.loads(out.read_text())

@@ -46,11 +46,13 @@ class BatchAugment(nn.Module):
                 x = torch.where(flipped.view(-1, 1, 1, 1), x.flip(3), x)
             if self.rotation:
                 x = self._random_rotation(x)
-        return x.sub_(self.mean.to(x.device)).div_(self.std.to(x.device))
+        return self.normalise(x, in_place=True)
 
-    def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        """[0, 1] images -> the inputs networks see."""
-        return (x - self.mean.to(x.device)) / self.std.to(x.device)
+    def normalise(self, x: torch.Tensor, *, in_place: bool = False) -> torch.Tensor:
+        """[0, 1] images -> the inputs networks see; `in_place` (the same values) only for a tensor the caller
+        owns, e.g. forward's own float copy."""
+        mean, std = self.mean.to(x.device), self.std.to(x.device)
+        return x.sub_(mean).div_(std) if in_place else (x - mean) / std
 
     def to_unit_range(self, x: torch.Tensor) -> torch.Tensor:
         """Undo `normalise`: network inputs -> [0, 1] images (for models of the pixels, or further

@@ -135,6 +135,27 @@ def test_batches_stay_uint8_until_normalised_on_the_device(images: dict[str, Pat
     assert index.tolist() == [0, 1, 2]
 
 
+def test_a_keyed_sample_is_seeded_by_its_key_on_the_cpu_generator_alone(images: dict[str, Path],
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training loaders hand FileDataset (epoch, index) keys: each sample's crop and flip are drawn from the
+    CPU generator seeded by the key, and nothing else is seeded. torch.manual_seed would also seed CUDA's
+    generators (the training's, which fork_rng does not restore) and, before CUDA is initialised, queue that
+    seeding with a formatted stack trace on every sample; the check is that it is never called."""
+    labels = np.zeros(2, dtype=np.int64)
+    dataset = FileDataset(images["small"].parent, ["small.jpg", "large.jpg"], labels, labels, np.arange(2),
+                          file_transform(True))
+    torch.manual_seed(123)
+    training_state = torch.get_rng_state()
+    seeded_accelerators: list[str] = []
+    for name in ("cuda", "xpu", "mtia"):
+        monkeypatch.setattr(getattr(torch, name), "manual_seed_all", lambda seed, n=name: seeded_accelerators.append(n))
+    monkeypatch.setattr(torch.mps, "manual_seed", lambda seed: seeded_accelerators.append("mps"))
+    first = [dataset[(epoch, 1)][0] for epoch in (0, 1, 0)]
+    assert torch.equal(first[0], first[2]) and not torch.equal(first[0], first[1])  # a function of the key
+    assert torch.equal(torch.get_rng_state(), training_state)  # the main process's stream is left alone
+    assert seeded_accelerators == []
+
+
 @pytest.mark.parametrize("options", [{}, {"progressive": True}, {"mode": "L"}, {"exif": True}, {"subsampling": 0}])
 def test_the_jpeg_frame_header_gives_pillows_size(tmp_path: Path, options: dict) -> None:
     """The decoder reads each file's size from its frame header instead of opening it with Pillow: the same

@@ -49,6 +49,7 @@ from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
 from noisylab.data.augment import BatchAugment
 from noisylab.data.files import IMAGENET_MEAN, IMAGENET_STD, FileDataset
 from noisylab.data.folders import load_image_folder
+from noisylab.data.sampler import EpochPermutationSampler
 from noisylab.utils.allocator import retain_freed_memory
 from noisylab.utils.atomic import atomic_write_text
 
@@ -116,14 +117,18 @@ def cpu_seconds(workers: list[int]) -> float:
     return seconds
 
 
-def measure(dataset: Dataset, workers: int, batch_size: int, batches: int, normalise: BatchAugment | None,
-            device: str = "cpu") -> tuple[float, float]:
+def measure(dataset: Dataset, train: bool, workers: int, batch_size: int, batches: int,
+            normalise: BatchAugment | None, device: str = "cpu") -> tuple[float, float]:
     """(images per CPU second, images per wall second) in the steady state: over `batches` batches after the
     first (worker start-up and the first fetch are left out, as they are a fixed cost of an epoch). On "cuda"
     the loader pins its batches (as the datamodule does) and each is copied to the GPU, and normalised there."""
     cuda = device == "cuda"
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, pin_memory=cuda,
-                        generator=torch.Generator().manual_seed(0))
+    # noisylab's training loader draws (epoch, index) keys, each sample's augmentation seeded by its key
+    # (datamodule._loader): that seeding is part of the per-sample cost a training run pays.
+    keyed = train and isinstance(dataset, FileDataset)
+    sampler = EpochPermutationSampler(len(dataset), 0, lambda: 0, keyed=True) if keyed else None
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=not keyed, sampler=sampler, num_workers=workers,
+                        pin_memory=cuda, generator=torch.Generator().manual_seed(0))
     iterator = iter(loader)
 
     def step(batches: Iterator) -> int:
@@ -231,7 +236,7 @@ def measure_pipelines(args: argparse.Namespace) -> dict[str, dict[str, float]]:
             for _ in range(args.rounds):
                 for name, make in pipelines.items():
                     dataset, norm, device = make(train)
-                    results[name].append(measure(dataset, workers, args.batch_size, args.batches, norm, device))
+                    results[name].append(measure(dataset, train, workers, args.batch_size, args.batches, norm, device))
             figures[f"{'train' if train else 'eval'}, {workers} workers"] = {
                 **{name: statistics.median(r[0] for r in runs) for name, runs in results.items()},
                 **{f"{name} (wall)": statistics.median(r[1] for r in runs) for name, runs in results.items()}}

@@ -20,7 +20,9 @@ training), and the decode figures include decode_jpeg on the GPU. --json writes 
 The folder is built from ../shared/data/cifar10/cifar10-jpeg.tar.xz: the first --images/10 images of each
 class, upscaled (bicubic) to a random width and height in [--min-side, --max-side] (seed --seed), saved as
 JPEG quality 90 in ImageFolder's layout (<folder>/train/<class>/<file>.jpg, and a copy of each
-class's 1st, 11th, 21st, ... image in val/, so that even a tiny folder has one).
+class's 1st, 11th, 21st, ... image in val/, so that even a tiny folder has one). Both passes read train/,
+the evaluation pass with the evaluation transform: val/ holds a tenth of the images, too few batches for a
+steady figure.
 """
 
 from __future__ import annotations
@@ -95,15 +97,14 @@ class FullDecodeDataset(FileDataset):
 def torchvision_dataset(folder: Path, train: bool) -> Dataset:
     normalise = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     steps = [T.RandomResizedCrop(224), T.RandomHorizontalFlip()] if train else [T.Resize(256), T.CenterCrop(224)]
-    return ImageFolder(str(folder / ("train" if train else "val")), T.Compose(steps + normalise))
+    return ImageFolder(str(folder / "train"), T.Compose(steps + normalise))
 
 
 def noisylab_dataset(folder: Path, train: bool, cls: type[FileDataset] = FileDataset) -> Dataset:
     source = load_image_folder(folder.parent, name=folder.name)
-    split = "train" if train else "test"
-    labels = source.train_labels if train else source.test_labels
+    labels = source.train_labels
     positions = np.arange(len(labels))
-    base = source.dataset(split, positions, labels, labels, augment=train)
+    base = source.dataset("train", positions, labels, labels, augment=train)
     return cls(base.root, base.files, labels, labels, positions, base.transform)
 
 

@@ -121,3 +121,32 @@ def test_meta_weight_net_and_simclr_run_under_ddp_on_cpu(tmp_path: Path) -> None
     for job in ("b/0", "b/1"):
         assert (tmp_path / job / "metrics.json").is_file(), job
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+# trainer.precision=16-mixed on the CPU: Lightning's own MixedPrecision plugin with a CPU GradScaler, the
+# loss-scaling code a GPU's 16-mixed runs (Lightning itself maps 16-mixed to bf16 on the CPU).
+FP16_LOSS_SCALING_ON_CPU = [
+    "trainer.precision=null",
+    "++trainer.plugins=[{_target_:lightning.pytorch.plugins.precision.MixedPrecision,precision:16-mixed,"
+    "device:cpu,scaler:{_target_:torch.amp.GradScaler,device:cpu}}]",
+]
+
+
+def test_meta_weight_net_under_fp16_loss_scaling_takes_the_float32_meta_step(tmp_path: Path) -> None:
+    """Under 16-mixed the meta gradients come from autograd.grad, outside the scaled backward that the loss
+    scaler unscales: the first step stopped with GradScaler's "unscale_ but _scale is None", and later ones
+    would have divided them by the scale. The meta step runs in float32 and hands the scaler its gradients
+    scaled, so after one batch the weight network is exactly the float32 run's (the meta step comes before
+    the classifier's, whose float16 arithmetic differs), and the scaler stepped it (Adam's count is 1)."""
+    common = ["method=meta_weight_net", "data.meta_size=100", "trainer.max_epochs=1", "++trainer.limit_train_batches=1",
+              "++trainer.limit_val_batches=1", "test_on=none", *QUICK[1:]]
+    fp32, fp16 = tmp_path / "fp32", tmp_path / "fp16"
+    run_train([*common, f"hydra.run.dir={fp32}"], cwd=tmp_path)
+    run_train([*common, *FP16_LOSS_SCALING_ON_CPU, f"hydra.run.dir={fp16}"], cwd=tmp_path)
+    reference = torch.load(fp32 / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    scaled = torch.load(fp16 / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert scaled["MixedPrecision"]["scale"] > 1  # the loss scaler was at work
+    weight_net = [k for k in reference["state_dict"] if k.startswith("weight_net.")]
+    assert weight_net and all(torch.equal(reference["state_dict"][k], scaled["state_dict"][k]) for k in weight_net)
+    meta_adam = scaled["optimizer_states"][1]["state"]
+    assert meta_adam and all(float(s["step"]) == 1 for s in meta_adam.values())

@@ -4,10 +4,15 @@ Each step: (1) a virtual SGD step of the classifier on the weighted noisy-batch 
 with respect to the weight network (`torch.func.functional_call` on the updated parameters); (2) the
 loss of the virtually updated classifier on a clean meta batch updates the weight network; (3) the real
 classifier step uses the weights of the updated weight network, without gradient into it.
+
+Under trainer.precision=16-mixed the meta step (1-2) runs in float32: its double backward under- and
+overflows in float16, and its gradients come from autograd.grad, not from the scaled backward the loss
+scaler expects (step 3 is scaled as usual). bf16-mixed has the float32 range and no scaler: unchanged.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -112,29 +117,39 @@ class MetaWeightNet(StandardMethod):
             return float(self.hparams.inner_lr)
         return float(self.optimizers()[0].param_groups[0]["lr"])
 
+    def _grad_scaler(self) -> torch.amp.GradScaler | None:
+        """The trainer's loss scaler (trainer.precision=16-mixed), or None."""
+        return getattr(self.trainer.precision_plugin, "scaler", None)
+
     def _meta_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Update the weight network through one virtual step of the classifier."""
-        params = dict(self.net.named_parameters())
-        buffers = {name: b.clone() for name, b in self.net.named_buffers()}  # virtual passes keep BN stats
-        names = [name for name, p in params.items() if p.requires_grad]
-        losses = self.criterion.per_sample(functional_call(self.net, (params, buffers), (x,)), y)
-        virtual_loss = (self.weight_net(losses.detach()) * losses).mean()
-        grads = torch.autograd.grad(virtual_loss, [params[n] for n in names], create_graph=True, allow_unused=True)
-        lr = self._inner_lr()
-        updated = dict(params)
-        for name, grad in zip(names, grads, strict=True):
-            if grad is not None:
-                updated[name] = params[name] - lr * grad
-        meta_x, meta_y = self._next_meta_batch()
-        meta_outputs = functional_call(self.net, (updated, buffers), (meta_x,))
-        meta_loss = F.cross_entropy(self.head.class_logits(meta_outputs).float(), meta_y)
-        meta_grads = torch.autograd.grad(meta_loss, list(self.weight_net.parameters()))
-        meta_optimizer = self.optimizers()[1]
-        meta_optimizer.zero_grad()
-        for p, grad in zip(self.weight_net.parameters(), meta_grads, strict=True):
-            p.grad = self.trainer.strategy.reduce(grad, reduce_op="mean") if self.trainer.world_size > 1 else grad
-        meta_optimizer.step()
-        self.meta_loss.update(meta_loss.detach())
+        """Update the weight network through one virtual step of the classifier (in float32 where a loss
+        scaler is at work, see the module's docstring)."""
+        scaler = self._grad_scaler()
+        with torch.autocast(self.device.type, enabled=False) if scaler is not None else contextlib.nullcontext():
+            params = dict(self.net.named_parameters())
+            buffers = {name: b.clone() for name, b in self.net.named_buffers()}  # virtual passes keep BN stats
+            names = [name for name, p in params.items() if p.requires_grad]
+            losses = self.criterion.per_sample(functional_call(self.net, (params, buffers), (x,)), y)
+            virtual_loss = (self.weight_net(losses.detach()) * losses).mean()
+            grads = torch.autograd.grad(virtual_loss, [params[n] for n in names], create_graph=True, allow_unused=True)
+            lr = self._inner_lr()
+            updated = dict(params)
+            for name, grad in zip(names, grads, strict=True):
+                if grad is not None:
+                    updated[name] = params[name] - lr * grad
+            meta_x, meta_y = self._next_meta_batch()
+            meta_outputs = functional_call(self.net, (updated, buffers), (meta_x,))
+            meta_loss = F.cross_entropy(self.head.class_logits(meta_outputs).float(), meta_y)
+            meta_grads = torch.autograd.grad(meta_loss, list(self.weight_net.parameters()))
+            meta_optimizer = self.optimizers()[1]
+            meta_optimizer.zero_grad()
+            for p, grad in zip(self.weight_net.parameters(), meta_grads, strict=True):
+                grad = self.trainer.strategy.reduce(grad, reduce_op="mean") if self.trainer.world_size > 1 else grad
+                # The precision plugin's step unscales every gradient: hand it the float32 gradient times the
+                # scale, as a scaled backward would have (the scale is a power of two: it comes back exactly).
+                p.grad = scaler.scale(grad) if scaler is not None else grad
+            meta_optimizer.step()
+            self.meta_loss.update(meta_loss.detach())
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         x, y, _, clean = batch

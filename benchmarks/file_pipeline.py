@@ -6,12 +6,14 @@ torchvision's pipeline ends with ToTensor + Normalize in the workers (the ImageN
 uint8 batches to the main process, which normalises them (on the device; on the CPU here, and that time counts).
 "Per core" is images per CPU second of all processes (main + workers, from getrusage): a shared machine's
 contention changes the wall time far more than the CPU time. Figures are of the steady state: from the end of
-an epoch's first batch (worker start-up left out). Pipelines take turns for --rounds rounds; the figures are
-medians. Each runs under glibc's default allocator settings and under retain_freed_memory (what train.py sets,
-src/noisylab/utils/allocator.py), each setting in a process of its own (--allocators: a subset). Where CUDA is
-present, two more pipelines copy their batches, pinned, to the GPU (noisylab's normalised there, as in
-training), and the decode figures include decode_jpeg on the GPU. --json writes every figure to a file
-(benchmarks/gpu_suite.py's image_files part reads it).
+an epoch's batch 1 + 2 x workers (worker start-up, and the workers' decoding ahead into the loader's prefetch,
+left out). Pipelines take turns for --rounds rounds; the figures are medians. Each runs under glibc's default
+allocator settings and under retain_freed_memory (what train.py sets, src/noisylab/utils/allocator.py), each
+setting in a process of its own (--allocators: a subset). Where CUDA is present, two more pipelines copy their
+batches, pinned, to the GPU (noisylab's normalised there, as in training), and the decode figures include
+decode_jpeg on the GPU. --json writes every figure to a file (benchmarks/gpu_suite.py's image_files part reads
+it), and each allocator setting's figures so far, after each pass and worker count, to <json>.partial-<setting>
+(what a run stopped at its time budget leaves).
 
     python benchmarks/file_pipeline.py --build /tmp/jpeg-folder        # 2000 CIFAR-10 JPEGs at 256-500 px
     python benchmarks/file_pipeline.py --build /tmp/jpeg-large --min-side 640 --max-side 1200 --images 600
@@ -121,8 +123,10 @@ def cpu_seconds(workers: list[int]) -> float:
 def measure(dataset: Dataset, train: bool, workers: int, batch_size: int, batches: int,
             normalise: BatchAugment | None, device: str = "cpu") -> tuple[float, float]:
     """(images per CPU second, images per wall second) in the steady state: over `batches` batches after the
-    first (worker start-up and the first fetch are left out, as they are a fixed cost of an epoch). On "cuda"
-    the loader pins its batches (as the datamodule does) and each is copied to the GPU, and normalised there."""
+    first 1 + 2 x `workers` (worker start-up and the first fetch are a fixed cost of an epoch, and until the
+    first batch arrives each worker decodes ahead into the loader's prefetch of 2 batches: work the clock
+    would not see). On "cuda" the loader pins its batches (as the datamodule does) and each is copied to the
+    GPU, and normalised there."""
     cuda = device == "cuda"
     # noisylab's training loader draws (epoch, index) keys, each sample's augmentation seeded by its key
     # (datamodule._loader): that seeding is part of the per-sample cost a training run pays.
@@ -140,13 +144,18 @@ def measure(dataset: Dataset, train: bool, workers: int, batch_size: int, batche
             torch.cuda.synchronize()
         return len(images)
 
-    step(iterator)
+    warm_up = 1 + 2 * workers  # DataLoader's default prefetch_factor
+    if len(loader) <= warm_up:
+        raise SystemExit(f"{len(loader)} batches of {batch_size} leave none to measure after {warm_up} to warm "
+                         f"up {workers} workers: build a larger folder (--images)")
+    for _ in range(warm_up):
+        step(iterator)
     pids = [worker.pid for worker in getattr(iterator, "_workers", [])]
     if len(pids) != workers:  # the loader's private list of workers moved: their CPU time would go uncounted
         raise SystemExit(f"found {len(pids)} of the {workers} DataLoader workers to measure; this torch "
                          f"{torch.__version__} keeps them elsewhere than _MultiProcessingDataLoaderIter._workers")
     cpu, wall = cpu_seconds(pids), time.perf_counter()
-    count = sum(step(iterator) for _ in range(min(batches, len(loader) - 1)))
+    count = sum(step(iterator) for _ in range(min(batches, len(loader) - warm_up)))
     cpu, wall = cpu_seconds(pids) - cpu, time.perf_counter() - wall
     del iterator
     return count / cpu, count / wall
@@ -170,7 +179,7 @@ def decode_rates(files: list[str], rounds: int) -> dict[str, float]:
     }
     if torch.cuda.is_available():
         try:  # a torchvision built without nvjpeg says so here, and the other figures still count
-            decode_jpeg(data[:2], device="cuda")
+            decode_jpeg(data, device="cuda")  # warm-up: nvjpeg's start and its buffers for the whole list
             runs["decode_jpeg on the GPU (batched)"] = lambda: (decode_jpeg(data, device="cuda"),
                                                                 torch.cuda.synchronize())
         except RuntimeError as error:
@@ -215,8 +224,22 @@ ALLOCATORS = {"glibc default": False, "retain_freed_memory": True}  # as train.p
 BASELINE = "torchvision ImageFolder + PIL transforms"
 
 
-def measure_pipelines(args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    """{"train, 0 workers": {pipeline: median images per CPU second, pipeline + " (wall)": per wall second}}."""
+def partial_path(json_path: Path, allocator: str) -> Path:
+    """Where the process measuring under `allocator` keeps its figures so far (--json given)."""
+    return json_path.with_name(f"{json_path.name}.partial-{allocator.replace(' ', '_')}")
+
+
+def partial_writer(json_path: Path, allocator: str) -> Callable[[dict], None]:
+    """Writes the figures so far to partial_path(json_path, allocator), atomically."""
+    path = partial_path(json_path, allocator)
+    return lambda figures: atomic_write_text(path, json.dumps({"allocator": allocator, "baseline": BASELINE,
+                                                               "images_per_cpu_second": figures}))
+
+
+def measure_pipelines(args: argparse.Namespace,
+                      progress: Callable[[dict], None] = lambda figures: None) -> dict[str, dict[str, float]]:
+    """{"train, 0 workers": {pipeline: median images per CPU second, pipeline + " (wall)": per wall second}};
+    `progress` gets the figures so far after each pass and worker count."""
     torch.set_num_threads(1)  # the loader's main process, as in a training run with workers busy decoding
     normalise = BatchAugment(IMAGENET_MEAN, IMAGENET_STD)
     pipelines: dict[str, Callable[[bool], tuple[Dataset, BatchAugment | None, str]]] = {
@@ -241,6 +264,7 @@ def measure_pipelines(args: argparse.Namespace) -> dict[str, dict[str, float]]:
             figures[f"{'train' if train else 'eval'}, {workers} workers"] = {
                 **{name: statistics.median(r[0] for r in runs) for name, runs in results.items()},
                 **{f"{name} (wall)": statistics.median(r[1] for r in runs) for name, runs in results.items()}}
+            progress(figures)
     return figures
 
 
@@ -269,7 +293,8 @@ def main() -> None:
         parser.error("give --folder (or --build to make one)")
     if args.allocator is not None:
         retain_freed_memory(ALLOCATORS[args.allocator])
-        print(json.dumps({"pipelines": measure_pipelines(args),
+        progress = partial_writer(args.json, args.allocator) if args.json is not None else (lambda figures: None)
+        print(json.dumps({"pipelines": measure_pipelines(args, progress),
                           "normalise": normalise_times(args.batch_size, args.rounds)}))
         return
     # glibc's settings are per process and cannot be undone: each allocator setting measures in its own child.
@@ -308,6 +333,8 @@ def main() -> None:
             "rounds": args.rounds, "workers": args.workers,
             "images_per_cpu_second": pipelines, "decode_images_per_second": decoding,
             "normalise": {allocator: figures["normalise"] for allocator, figures in by_allocator.items()}}, indent=1))
+        for allocator in args.allocators:  # the whole run is in --json now
+            partial_path(args.json, allocator).unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ each, so a run cut short still returns what it measured:
                  processes at once on the one GPU), as many of its 120 epochs as the time left allows
 
 Results: <--out>/gpu_suite.json and gpu_suite.md (--out defaults to $OUT when set, else benchmarks/results).
-The dry run (trainer=cpu, bf16-mixed, 2 batches, 1 epoch, no compile) trains on a tiny synthetic CIFAR-10
+The dry run (trainer=cpu, 32-true, 2 batches, 1 epoch, no compile) trains on a tiny synthetic CIFAR-10
 folder, because make_cifar10.py's fixed 10,000 images per batch file leaves a tiny archive's batches 2-5 empty.
 """
 
@@ -47,7 +47,9 @@ REPO = Path(__file__).resolve().parents[1]
 PARTS = ("build_cifar10", "smoke", "throughput", "image_files", "drainage")
 NEEDS_CIFAR10 = {"smoke", "throughput", "drainage"}  # the parts that train on the built CIFAR-10
 # Seconds; 8 minutes in all.
-GPU_BUDGETS = {"build_cifar10": 60, "smoke": 150, "throughput": 150, "image_files": 60, "drainage": 60}
+# make_cifar10.py takes about 10 s on the 2-core VM; file_pipeline.py's GPU run (5 pipelines x 3 worker settings x
+# 2 passes) about a minute after a 10 s build.
+GPU_BUDGETS = {"build_cifar10": 40, "smoke": 140, "throughput": 150, "image_files": 90, "drainage": 60}
 # Bounds for a loaded CI box.
 DRY_BUDGETS = {"build_cifar10": 60, "smoke": 300, "throughput": 300, "image_files": 120, "drainage": 300}
 ARCHIVE_FILES = ("make_cifar10.py", "cifar10-jpeg.tar.xz", "train_labels.npy", "test_labels.npy")
@@ -97,9 +99,11 @@ def settings_for(args: argparse.Namespace) -> Settings:
                         ["--images", "40", "--min-side", "32", "--max-side", "64"],
                         ["--workers", "0", "--rounds", "1", "--batches", "2", "--batch-size", "8"],
                         ["data.val_size=10", "data.batch_size=4"], ["model=small_cnn"])
-    variants = [(False, False), (True, False), (False, True), (True, True)]  # the compiled ones last
+    # Every model's uncompiled variants before any compiled one (each compile costs tens of seconds), cnn8
+    # first: the drainage part plans its epochs from cnn8's uncompiled rate.
+    variants = [(False, False), (True, False), (False, True), (True, True)]
     # The image-file pipeline on the lent machine's cores, with more workers than the 2-core VM can run.
-    return Settings(False, "gpu", args.precisions or ["bf16-mixed", "16-mixed"], 20, ["preact_resnet18", "cnn8"],
+    return Settings(False, "gpu", args.precisions or ["bf16-mixed", "16-mixed"], 20, ["cnn8", "preact_resnet18"],
                     variants, 100, 2, args.drainage_epochs, ["--images", "1000"],
                     ["--workers", "0", "4", "8", "--rounds", "1", "--batches", "20"])
 
@@ -330,8 +334,8 @@ def throughput_worker(spec_path: Path) -> None:
     device = (torch.cuda.get_device_name() if torch.cuda.is_available() and spec["trainer"] == "gpu"
               else f"{os.cpu_count()} CPU cores")
     report: dict = {"device": device, "torch": torch.__version__, "lightning": L.__version__, "rows": []}
-    for model in spec["models"]:
-        for channels_last, compiled in spec["variants"]:
+    for channels_last, compiled in spec["variants"]:  # variant by variant: the compiled ones come last
+        for model in spec["models"]:
             cfg = throughput.compose_config([*spec["overrides"], f"model={model}",
                                              f"method.channels_last={str(channels_last).lower()}",
                                              f"method.compile={str(compiled).lower()}"])
@@ -380,7 +384,8 @@ def part_image_files(ctx: Suite, budget: float) -> dict:
     s = ctx.settings
     script, folder = str(REPO / "benchmarks" / "file_pipeline.py"), ctx.args.scratch / "jpeg-files"
     out, logs = ctx.args.scratch / "file_pipeline.json", ctx.args.scratch / "logs"
-    out.unlink(missing_ok=True)
+    for stale in [out, *out.parent.glob(f"{out.name}.partial-*")]:
+        stale.unlink(missing_ok=True)
     shutil.rmtree(folder, ignore_errors=True)  # a folder left by a run stopped mid-build would be incomplete
     deadline = time.monotonic() + budget
     ctx.clock.say(f"image_files: building a JPEG folder ({' '.join(s.image_files_build)}) from {archive}")
@@ -396,18 +401,34 @@ def part_image_files(ctx: Suite, budget: float) -> dict:
         (code,) = run_bounded([measure], max(deadline - time.monotonic(), 1), [log])
     if code != 0 or not out.is_file():
         state = "timeout" if code is None else "failed"
-        return {"status": state, "error": f"file_pipeline.py {state} ({code}); end of its log:\n{tail(log)}"}
+        return {"status": state, "rows": partial_image_file_rows(out),
+                "error": f"file_pipeline.py {state} ({code}); end of its log:\n{tail(log)}"}
     report = json.loads(out.read_text())
+    return {"status": "ok", "cpu_count": report["cpu_count"], "cuda": report["cuda"], "baseline": report["baseline"],
+            "rows": image_file_rows(report["images_per_cpu_second"], report["baseline"]),
+            "decode_images_per_second": report["decode_images_per_second"], "normalise": report["normalise"]}
+
+
+def partial_image_file_rows(out: Path) -> list[dict]:
+    """The rows a file_pipeline.py run stopped before writing `out` had finished: its measuring processes
+    write their figures so far after each pass and worker count (file_pipeline.partial_path)."""
     rows = []
-    for allocator, settings in report["images_per_cpu_second"].items():
+    for path in sorted(out.parent.glob(f"{out.name}.partial-*")):
+        partial = json.loads(path.read_text())
+        rows += image_file_rows({partial["allocator"]: partial["images_per_cpu_second"]}, partial["baseline"])
+    return rows
+
+
+def image_file_rows(by_allocator: dict[str, dict[str, dict[str, float]]], baseline: str) -> list[dict]:
+    """One row per (allocator setting, pass and workers, pipeline) of file_pipeline.py's figures."""
+    rows = []
+    for allocator, settings in by_allocator.items():
         for setting, figures in settings.items():
-            base = figures[report["baseline"]]
+            base = figures[baseline]
             rows += [{"setting": setting, "allocator": allocator, "pipeline": name, "images_per_cpu_second": rate,
                       "images_per_wall_second": figures[f"{name} (wall)"], "x_torchvision_per_core": rate / base}
                      for name, rate in figures.items() if not name.endswith("(wall)")]
-    return {"status": "ok", "cpu_count": report["cpu_count"], "cuda": report["cuda"], "baseline": report["baseline"],
-            "rows": rows, "decode_images_per_second": report["decode_images_per_second"],
-            "normalise": report["normalise"]}
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------- part 5
@@ -579,8 +600,9 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"a part's time budget; repeatable. GPU defaults {GPU_BUDGETS}, dry run {DRY_BUDGETS}")
     parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated subset of the parts to run")
     parser.add_argument("--precisions", type=lambda s: s.split(","), help="smoke precisions (default: "
-                        "bf16-mixed,16-mixed; dry run: bf16-mixed, as Lightning runs 16-mixed as bf16 on CPU)")
-    parser.add_argument("--drainage-epochs", type=int, help="epochs of part 4, the cosine schedule over them "
+                        "bf16-mixed,16-mixed; dry run: 32-true, as bf16 autocast is slow on CPUs without native bf16 "
+                        "and Lightning runs 16-mixed as bf16 on CPU)")
+    parser.add_argument("--drainage-epochs", type=int, help="epochs of part 5, the cosine schedule over them "
                         "(default: the preset's 120, or as many as the budget allows; dry run: 1)")
     parser.add_argument("--throughput-worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

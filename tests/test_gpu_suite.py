@@ -121,3 +121,34 @@ def test_a_gpu_run_without_the_archive_stops_before_anything_runs(tmp_path: Path
     assert proc.returncode != 0
     assert "--cifar-archive" in proc.stderr and "cifar10-jpeg.tar.xz" in proc.stderr and ".gpu_suite" in proc.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "scratch").exists()
+
+
+@pytest.mark.slow
+def test_image_files_keeps_the_figures_measured_before_a_run_is_stopped(tmp_path: Path) -> None:
+    """The image_files part stops file_pipeline.py at its time budget; the passes it had measured by then
+    still reach the results (file_pipeline.py writes its figures so far after each pass and worker count).
+    Here the run stops at its second worker setting, 99 workers for 6 batches, which it refuses."""
+    from PIL import Image
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import gpu_suite
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 24), ("val", 4)):
+        for c in CLASSES[:2]:
+            (tmp_path / "jpegs" / split / c).mkdir(parents=True)
+            for k in range(n // 2):
+                image = rng.integers(0, 256, (int(rng.integers(240, 300)), int(rng.integers(240, 300)), 3), np.uint8)
+                Image.fromarray(image).save(tmp_path / "jpegs" / split / c / f"{k}.jpg", quality=90)
+    out = tmp_path / "file_pipeline.json"
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "file_pipeline.py"), "--folder",
+                          str(tmp_path / "jpegs"), "--workers", "0", "99", "--rounds", "1", "--batches", "2",
+                          "--batch-size", "4", "--allocators", "retain_freed_memory", "--json", str(out)],
+                         capture_output=True, text=True, timeout=240)
+    assert run.returncode != 0 and "99 workers" in run.stderr and not out.exists()
+    rows = gpu_suite.partial_image_file_rows(out)
+    assert {r["setting"] for r in rows} == {"train, 0 workers"}
+    assert {r["pipeline"] for r in rows} == {"torchvision ImageFolder + PIL transforms",
+                                             "noisylab, full decode (before)", "noisylab (reduced-size decode)"}
+    assert {r["allocator"] for r in rows} == {"retain_freed_memory"}
+    assert all(finite_positive(r["images_per_cpu_second"]) for r in rows)

@@ -40,6 +40,7 @@ from noisylab.methods.selection import LossHistory, clean_probability, selection
 from noisylab.methods.standard import StandardMethod
 from noisylab.metrics.gather import first_occurrence, gather_rows
 from noisylab.models.classifier import Classifier
+from noisylab.utils.loss_scaling import grad_scaler, step_after_one_backward
 
 SCHEDULES = ("alternating", "joint")
 # Streams of the alternating schedule (each has its own shuffles): the warm-up of network 2, and per
@@ -384,8 +385,7 @@ class DivideMix(StandardMethod):
         self.manual_backward(loss)
         for p in frozen:
             p.grad = None
-        for optimizer in optimizers:
-            optimizer.step()
+        step_after_one_backward(optimizers, grad_scaler(self.trainer))  # InstanceGM: the classifiers' and the VAE's
 
     def _alternating_tick(self, batch: tuple[Any, ...], batch_idx: int) -> torch.Tensor | None:
         """The alternating schedule's steps that fall on this batch of the datamodule's loader."""

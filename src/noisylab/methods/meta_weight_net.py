@@ -25,6 +25,7 @@ from torchmetrics import MeanMetric
 
 from noisylab.methods.standard import StandardMethod
 from noisylab.models.factory import NetworkFactory
+from noisylab.utils.loss_scaling import grad_scaler
 from noisylab.utils.seeding import epoch_seed
 
 
@@ -117,14 +118,10 @@ class MetaWeightNet(StandardMethod):
             return float(self.hparams.inner_lr)
         return float(self.optimizers()[0].param_groups[0]["lr"])
 
-    def _grad_scaler(self) -> torch.amp.GradScaler | None:
-        """The trainer's loss scaler (trainer.precision=16-mixed), or None."""
-        return getattr(self.trainer.precision_plugin, "scaler", None)
-
     def _meta_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Update the weight network through one virtual step of the classifier (in float32 where a loss
         scaler is at work, see the module's docstring)."""
-        scaler = self._grad_scaler()
+        scaler = grad_scaler(self.trainer)
         with torch.autocast(self.device.type, enabled=False) if scaler is not None else contextlib.nullcontext():
             params = dict(self.net.named_parameters())
             buffers = {name: b.clone() for name, b in self.net.named_buffers()}  # virtual passes keep BN stats

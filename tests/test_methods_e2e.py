@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,19 @@ def test_meta_weight_net_under_fp16_loss_scaling_takes_the_float32_meta_step(tmp
     assert weight_net and all(torch.equal(reference["state_dict"][k], scaled["state_dict"][k]) for k in weight_net)
     meta_adam = scaled["optimizer_states"][1]["state"]
     assert meta_adam and all(float(s["step"]) == 1 for s in meta_adam.values())
+
+
+def test_instancegm_trains_under_fp16_loss_scaling(tmp_path: Path) -> None:
+    """InstanceGM (two classifiers and the continuous-Bernoulli VAE, two optimisers after one backward) under
+    16-mixed's loss scaler: a few batches of its division and MixMatch phase, every logged loss finite."""
+    run = tmp_path / "fp16"
+    run_train(["method=instancegm", "method.warmup_epochs=0", "trainer.max_epochs=1",
+               "++trainer.limit_train_batches=3", "++trainer.limit_val_batches=1", "++trainer.limit_test_batches=1",
+               "trainer.log_every_n_steps=1", *FP16_LOSS_SCALING_ON_CPU, *QUICK[1:], f"hydra.run.dir={run}"],
+              cwd=tmp_path)
+    logged = _logged(run)
+    losses = [v for key in ("train/loss_step", "train/generative/reconstruction", "train/generative/kl")
+              for v in logged.get(key, [])]
+    assert losses and all(math.isfinite(v) for v in losses), logged.keys()
+    assert math.isfinite(read_metrics(run)["test/acc"])
+    assert torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["MixedPrecision"]

@@ -169,3 +169,21 @@ def test_instancegm_trains_under_fp16_loss_scaling(tmp_path: Path) -> None:
     assert losses and all(math.isfinite(v) for v in losses), logged.keys()
     assert math.isfinite(read_metrics(run)["test/acc"])
     assert torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["MixedPrecision"]
+
+
+@pytest.mark.parametrize("overrides", [["loss=drainage"], ["loss=dismax"],
+                                       ["method=dividemix", "method.warmup_epochs=1"], ["method=simclr"]],
+                         ids=["drainage", "dismax", "dividemix", "simclr"])
+def test_method_trains_under_fp16_loss_scaling(tmp_path: Path, overrides: list[str]) -> None:
+    """Two epochs of two batches under 16-mixed's loss scaler (DivideMix: warm-up, then division and
+    MixMatch): every logged step loss finite, and a finite result (SimCLR tests nothing: its validation loss)."""
+    run = tmp_path / "fp16"
+    run_train([*overrides, "trainer.max_epochs=2", "++trainer.limit_train_batches=2", "++trainer.limit_val_batches=1",
+               "++trainer.limit_test_batches=1", "trainer.log_every_n_steps=1", "sched.T_max=2",
+               *FP16_LOSS_SCALING_ON_CPU, *QUICK[1:], f"hydra.run.dir={run}"], cwd=tmp_path)
+    losses = _logged(run)["train/loss_step"]
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
+    metrics = read_metrics(run)
+    assert math.isfinite(metrics["val/loss/best"] if "simclr" in overrides[0] else metrics["test/acc"])
+    scaler = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["MixedPrecision"]
+    assert scaler["scale"] > 1  # the loss scaler was at work
